@@ -1,0 +1,455 @@
+//! The embedded backend: etcd's MVCC model on one redb file.
+//!
+//! Layout (three tables):
+//! - `kv`: key → current value record (create/mod revision, version, value);
+//! - `log`: (revision, index) → change record with the previous value, the
+//!   history that serves watch replay and reads at past revisions;
+//! - `meta`: the current and the compacted revision.
+//!
+//! All writes go through one writer thread ([`writer`]) that takes every
+//! request queued at the moment, applies them in one redb write transaction
+//! (each transaction its own revision) and commits once: one fsync for the
+//! whole batch (group commit). Replies and watch events go out only after
+//! the commit is durable.
+//!
+//! Reads use redb's MVCC snapshots and never wait for the writer. A read at
+//! a past revision starts from the current values and undoes, from the log,
+//! every change made after that revision.
+
+mod codec;
+mod watch;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use crate::{
+    Error, Event, EventKind, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, Txn,
+    TxnResponse, WatchStream,
+};
+use codec::{decode_log, decode_value};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const LOG: TableDefinition<(i64, u32), &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const META_REVISION: &str = "revision";
+const META_COMPACT: &str = "compact_revision";
+
+/// Requests that may wait for the writer before senders block.
+const WRITE_QUEUE: usize = 4096;
+
+/// The embedded store's file name inside its directory.
+pub const DB_FILE: &str = "state.redb";
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// The database file (created if missing, with its parent directories).
+    pub path: PathBuf,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+    /// Most write requests committed together.
+    pub max_batch: usize,
+}
+
+impl EmbeddedOptions {
+    /// Options for the store in `dir` (the server uses `<data-dir>/server/db`).
+    pub fn in_dir(dir: impl AsRef<Path>) -> Self {
+        Self {
+            path: dir.as_ref().join(DB_FILE),
+            cache_bytes: 256 << 20,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// What the writer, readers and watchers share.
+pub(crate) struct Shared {
+    db: Database,
+    path: PathBuf,
+    hub: watch::Hub,
+    revision: AtomicI64,
+    compact: AtomicI64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("path", &self.path)
+            .field("revision", &self.revision)
+            .field("compact", &self.compact)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn compact_revision(&self) -> Revision {
+        self.compact.load(Ordering::Acquire)
+    }
+
+    fn storage(&self, what: &str, err: impl fmt::Display) -> Error {
+        Error::Storage(format!("{what} in {}: {err}", self.path.display()))
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.db
+            .begin_read()
+            .map_err(|e| self.storage("starting a read", e))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let rtx = self.begin_read()?;
+        let kv = rtx
+            .open_table(KV)
+            .map_err(|e| self.storage("opening kv", e))?;
+        let found = kv.get(key).map_err(|e| self.storage("reading a key", e))?;
+        match found {
+            Some(raw) => Ok(Some(
+                decode_value(key, raw.value())?.into_kv(key.to_owned()),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let rtx = self.begin_read()?;
+        let meta = rtx
+            .open_table(META)
+            .map_err(|e| self.storage("opening meta", e))?;
+        let current =
+            read_meta(&meta, META_REVISION).map_err(|e| self.storage("reading meta", e))?;
+        let compact =
+            read_meta(&meta, META_COMPACT).map_err(|e| self.storage("reading meta", e))?;
+        if req.revision > current {
+            return Err(Error::FutureRevision {
+                requested: req.revision,
+                current,
+            });
+        }
+        if req.revision != 0 && req.revision < compact {
+            return Err(Error::Compacted {
+                requested: req.revision,
+                compact_revision: compact,
+            });
+        }
+        let kv = rtx
+            .open_table(KV)
+            .map_err(|e| self.storage("opening kv", e))?;
+        let lower = match &req.start_after {
+            Some(after) if after.as_str() >= req.prefix.as_str() => Bound::Excluded(after.as_str()),
+            _ => Bound::Included(req.prefix.as_str()),
+        };
+        let iter = kv
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(|e| self.storage("ranging kv", e))?;
+        let mut current_kvs = iter.map(|entry| {
+            let (k, v) = entry.map_err(|e| self.storage("ranging kv", e))?;
+            let key = k.value();
+            Ok((key.to_owned(), v))
+        });
+
+        // Changes after the requested revision, undone: key → value then.
+        let overlay = if req.revision == 0 || req.revision == current {
+            BTreeMap::new()
+        } else {
+            self.undo_overlay(&rtx, req, current)?
+        };
+        let mut overlay = overlay.into_iter().peekable();
+
+        let limit = if req.limit == 0 {
+            usize::MAX
+        } else {
+            req.limit
+        };
+        let mut kvs = Vec::new();
+        let mut more = false;
+        let mut next_current = current_kvs.next().transpose()?;
+        loop {
+            let current_key = next_current.as_ref().map(|(k, _)| k.as_str());
+            let current_key = current_key.filter(|k| k.starts_with(&req.prefix));
+            let overlay_key = overlay.peek().map(|(k, _)| k.as_str());
+            // Take whichever key comes first; the overlay wins a tie.
+            let item = match (current_key, overlay_key) {
+                (None, None) => break,
+                (Some(c), Some(o)) if o <= c => {
+                    if o == c {
+                        next_current = current_kvs.next().transpose()?;
+                    }
+                    overlay.next().and_then(|(_, v)| v)
+                }
+                (_, Some(_)) if current_key.is_none() => overlay.next().and_then(|(_, v)| v),
+                _ => {
+                    let (key, raw) = next_current.take().expect("current_key is Some");
+                    next_current = current_kvs.next().transpose()?;
+                    Some(decode_value(&key, raw.value())?.into_kv(key))
+                }
+            };
+            if let Some(kv) = item {
+                if kvs.len() == limit {
+                    more = true;
+                    break;
+                }
+                kvs.push(kv);
+            }
+        }
+        Ok(RangeResponse {
+            kvs,
+            more,
+            revision: current,
+        })
+    }
+
+    /// For every key under the request's prefix changed after
+    /// `req.revision`, its value as of that revision (`None`: absent then).
+    fn undo_overlay(
+        &self,
+        rtx: &redb::ReadTransaction,
+        req: &RangeRequest,
+        current: Revision,
+    ) -> Result<BTreeMap<String, Option<KeyValue>>> {
+        let log = rtx
+            .open_table(LOG)
+            .map_err(|e| self.storage("opening log", e))?;
+        let mut overlay = BTreeMap::new();
+        let iter = log
+            .range((req.revision + 1, 0)..=(current, u32::MAX))
+            .map_err(|e| self.storage("ranging log", e))?;
+        for entry in iter {
+            let (k, v) = entry.map_err(|e| self.storage("ranging log", e))?;
+            let (rev, _) = k.value();
+            let rec = decode_log(rev, v.value())?;
+            let in_range = rec.key.starts_with(&req.prefix)
+                && req
+                    .start_after
+                    .as_deref()
+                    .is_none_or(|after| rec.key.as_str() > after);
+            if in_range && !overlay.contains_key(&rec.key) {
+                let then = rec.prev.map(|p| p.into_kv(rec.key.clone()));
+                overlay.insert(rec.key, then);
+            }
+        }
+        Ok(overlay)
+    }
+
+    /// Reads up to `max` log entries from revision `from` through `until`
+    /// and returns the events under `prefix` and the next revision to read.
+    fn read_log(
+        &self,
+        prefix: &str,
+        from: Revision,
+        until: Revision,
+        max: usize,
+    ) -> Result<(Vec<Event>, Revision)> {
+        let rtx = self.begin_read()?;
+        let meta = rtx
+            .open_table(META)
+            .map_err(|e| self.storage("opening meta", e))?;
+        let compact =
+            read_meta(&meta, META_COMPACT).map_err(|e| self.storage("reading meta", e))?;
+        if from < compact {
+            return Err(Error::Compacted {
+                requested: from,
+                compact_revision: compact,
+            });
+        }
+        let log = rtx
+            .open_table(LOG)
+            .map_err(|e| self.storage("opening log", e))?;
+        let iter = log
+            .range((from, 0)..=(until, u32::MAX))
+            .map_err(|e| self.storage("ranging log", e))?;
+        let mut events = Vec::new();
+        let mut next = until + 1;
+        let mut last_rev = None;
+        for (scanned, entry) in iter.enumerate() {
+            let (k, v) = entry.map_err(|e| self.storage("ranging log", e))?;
+            let (rev, _) = k.value();
+            // Stop between revisions so that a revision is never split.
+            if scanned >= max && last_rev != Some(rev) {
+                next = rev;
+                break;
+            }
+            last_rev = Some(rev);
+            let rec = decode_log(rev, v.value())?;
+            if rec.key.starts_with(prefix) {
+                events.push(log_event(rev, rec));
+            }
+        }
+        Ok((events, next))
+    }
+}
+
+fn read_meta(
+    meta: &impl ReadableTable<&'static str, i64>,
+    key: &str,
+) -> std::result::Result<Revision, redb::StorageError> {
+    Ok(meta.get(key)?.map_or(0, |v| v.value()))
+}
+
+fn log_event(revision: Revision, rec: codec::LogRecord) -> Event {
+    let kv = match rec.kind {
+        EventKind::Put => KeyValue {
+            key: rec.key.clone(),
+            value: rec.value,
+            create_revision: rec.create_revision,
+            mod_revision: revision,
+            version: rec.version,
+        },
+        EventKind::Delete => KeyValue {
+            key: rec.key.clone(),
+            value: bytes::Bytes::new(),
+            create_revision: 0,
+            mod_revision: revision,
+            version: 0,
+        },
+    };
+    Event {
+        kind: rec.kind,
+        prev: rec.prev.map(|p| p.into_kv(rec.key)),
+        kv,
+    }
+}
+
+/// The embedded MVCC store. Cheap to clone; all clones share one database.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    writer: Arc<writer::Handle>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store. Fails with [`Error::Open`] naming the
+    /// file if it is locked by another process, truncated or corrupt.
+    pub fn open(opts: EmbeddedOptions) -> Result<Self> {
+        let open_err = |message: String| Error::Open {
+            path: opts.path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = opts.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = open_database(&opts).map_err(open_err)?;
+        let (revision, compact) = init_tables(&db).map_err(open_err)?;
+        let shared = Arc::new(Shared {
+            db,
+            path: opts.path.clone(),
+            hub: watch::Hub::new(revision),
+            revision: AtomicI64::new(revision),
+            compact: AtomicI64::new(compact),
+        });
+        let writer = writer::spawn(shared.clone(), opts.max_batch, WRITE_QUEUE)
+            .map_err(|e| open_err(format!("starting the writer thread: {e}")))?;
+        tracing::info!(path = %opts.path.display(), revision, compact, "embedded store open");
+        Ok(Self {
+            shared,
+            writer: Arc::new(writer),
+        })
+    }
+
+    /// Stops accepting writes, waits for the ones queued to commit and ends
+    /// every watch. The file is closed when the last clone is dropped.
+    pub async fn close(&self) {
+        let writer = self.writer.clone();
+        // Joining a std thread blocks; do it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        self.shared.hub.close();
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || f(&shared))
+            .await
+            .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_database(opts: &EmbeddedOptions) -> std::result::Result<Database, String> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(opts.cache_bytes);
+    // redb reports damage as errors, but a library panic on a hostile file
+    // must not take the server down with an unhelpful message.
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&opts.path)));
+    match result {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            Err("the database is already open in another process (is another rudder server running with this data dir?)".into())
+        }
+        Ok(Err(e)) => Err(format!("{e}; the file may be truncated or corrupt: restore it from a backup or move it away to start empty")),
+        Err(_) => Err("the database file is corrupt (redb panicked while opening it); restore it from a backup or move it away to start empty".into()),
+    }
+}
+
+/// Creates the tables on first open; returns (revision, compact revision).
+fn init_tables(db: &Database) -> std::result::Result<(Revision, Revision), String> {
+    let wtx = db.begin_write().map_err(|e| e.to_string())?;
+    let revs = {
+        wtx.open_table(KV).map_err(|e| e.to_string())?;
+        wtx.open_table(LOG).map_err(|e| e.to_string())?;
+        let mut meta = wtx.open_table(META).map_err(|e| e.to_string())?;
+        let mut revision = read_meta(&meta, META_REVISION).map_err(|e| e.to_string())?;
+        if revision == 0 {
+            // etcd starts an empty cluster at revision 1.
+            revision = 1;
+            meta.insert(META_REVISION, revision)
+                .map_err(|e| e.to_string())?;
+        }
+        let compact = read_meta(&meta, META_COMPACT).map_err(|e| e.to_string())?;
+        (revision, compact)
+    };
+    wtx.commit().map_err(|e| e.to_string())?;
+    Ok(revs)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        // A point read is a few microseconds from redb's cache: cheaper
+        // inline than a hop to the blocking pool.
+        self.shared.get(key)
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.blocking(move |s| s.range(&req)).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        txn.validate()?;
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Request::Txn { txn, reply })
+            .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {
+        watch::watch(self.shared.clone(), prefix, from_revision)
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Request::Compact { revision, reply })
+            .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.shared.revision.load(Ordering::Acquire))
+    }
+}
