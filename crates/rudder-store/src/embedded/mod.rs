@@ -381,6 +381,7 @@ impl EmbeddedStore {
 fn open_database(opts: &EmbeddedOptions) -> std::result::Result<Database, String> {
     let mut builder = Database::builder();
     builder.set_cache_size(opts.cache_bytes);
+    builder.set_check_integrity_on_open(true);
     // redb reports damage as errors, but a library panic on a hostile file
     // must not take the server down with an unhelpful message.
     let result =
