@@ -51,8 +51,40 @@ impl EtcdOptions {
 
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    client: EtcdClients,
     endpoints: Vec<String>,
+}
+
+/// Responses as big as a whole resource list: like kube-apiserver, lift
+/// gRPC's 4 MiB default receive limit (requests stay capped by etcd).
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+/// Clients configured once, cloned per call (a clone shares the channel).
+#[derive(Clone)]
+struct EtcdClients {
+    kv: etcd_client::KvClient,
+    watch: etcd_client::WatchClient,
+}
+
+impl EtcdClients {
+    fn new(client: &Client) -> Self {
+        Self {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+        }
+    }
+
+    fn kv(&self) -> etcd_client::KvClient {
+        self.kv.clone()
+    }
+
+    fn watcher(&self) -> etcd_client::WatchClient {
+        self.watch.clone()
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -79,7 +111,10 @@ impl EtcdStore {
         let client = Client::connect(&endpoints, Some(connect))
             .await
             .map_err(|e| Error::Etcd(format!("connecting to {}: {e}", endpoints.join(","))))?;
-        let store = Self { client, endpoints };
+        let store = Self {
+            client: EtcdClients::new(&client),
+            endpoints,
+        };
         let revision = tokio::time::timeout(Duration::from_secs(10), store.current_revision())
             .await
             .map_err(|_| {
@@ -170,7 +205,7 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
             .client
-            .kv_client()
+            .kv()
             .get(key, None)
             .await
             .map_err(|e| map_err(e, 0))?;
@@ -195,7 +230,7 @@ impl Store for EtcdStore {
         }
         let resp = self
             .client
-            .kv_client()
+            .kv()
             .get(start, Some(opts))
             .await
             .map_err(|e| map_err(e, req.revision))?;
@@ -241,7 +276,7 @@ impl Store for EtcdStore {
             .or_else(ops(&txn.failure));
         let resp = self
             .client
-            .kv_client()
+            .kv()
             .txn(etxn)
             .await
             .map_err(|e| map_err(e, 0))?;
@@ -279,11 +314,7 @@ impl Store for EtcdStore {
             let probe = GetOptions::new()
                 .with_revision(from_revision)
                 .with_count_only();
-            let probed = self
-                .client
-                .kv_client()
-                .get(range_start(prefix), Some(probe))
-                .await;
+            let probed = self.client.kv().get(range_start(prefix), Some(probe)).await;
             if let Err(e) = probed {
                 match map_err(e, from_revision) {
                     Error::FutureRevision { .. } => {}
@@ -299,7 +330,7 @@ impl Store for EtcdStore {
         }
         let watch = self
             .client
-            .watch_client()
+            .watcher()
             .watch(range_start(prefix), Some(opts))
             .await
             .map_err(|e| map_err(e, from_revision))?;
@@ -314,7 +345,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.client
-            .kv_client()
+            .kv()
             .compact(revision, None)
             .await
             .map_err(|e| map_err(e, revision))?;
@@ -325,7 +356,7 @@ impl Store for EtcdStore {
         let opts = GetOptions::new().with_count_only();
         let resp = self
             .client
-            .kv_client()
+            .kv()
             .get("\0", Some(opts))
             .await
             .map_err(|e| map_err(e, 0))?;

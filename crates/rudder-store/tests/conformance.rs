@@ -80,6 +80,7 @@ conformance!(
     watch_from_zero_sees_only_new_writes,
     watch_delivers_deletes_with_the_previous_value,
     compaction_rejects_old_reads_and_watches,
+    compaction_keeps_what_later_revisions_need,
     concurrent_writers_get_distinct_revisions_and_lose_no_update,
     large_values_up_to_the_limit_round_trip,
     many_keys_page_through_in_order,
@@ -486,6 +487,66 @@ async fn compaction_rejects_old_reads_and_watches(s: Arc<dyn Store>) {
         b("2"),
         "current data survives"
     );
+}
+
+async fn compaction_keeps_what_later_revisions_need(s: Arc<dyn Store>) {
+    let ra = s.create("/k/a", b("a1")).await.unwrap();
+    let rb = s.create("/k/b", b("b1")).await.unwrap();
+    s.update("/k/b", b("b2"), rb).await.unwrap();
+    s.create("/k/c", b("c1")).await.unwrap();
+    s.delete("/k/c", None).await.unwrap();
+    let rd = s.create("/k/d", b("d1")).await.unwrap();
+    s.compact(rd).await.unwrap();
+
+    let values = |kvs: &[rudder_store::KeyValue]| {
+        kvs.iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    let want_at_rd = vec![
+        ("/k/a".to_string(), b("a1")),
+        ("/k/b".to_string(), b("b2")),
+        ("/k/d".to_string(), b("d1")),
+    ];
+    let at_rd = s
+        .range(RangeRequest::prefix("/k/").at_revision(rd))
+        .await
+        .unwrap();
+    assert_eq!(values(&at_rd.kvs), want_at_rd);
+
+    // A key untouched since before the compaction keeps its metadata, and a
+    // later change still carries it as the previous value.
+    let ra2 = s.update("/k/a", b("a2"), ra).await.unwrap();
+    let at_rd = s
+        .range(RangeRequest::prefix("/k/").at_revision(rd))
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&at_rd.kvs),
+        want_at_rd,
+        "a past read undoes the later update"
+    );
+    let mut w = s.watch("/k/", rd).await.unwrap();
+    let e = next_event(&mut w).await;
+    assert_eq!((e.kv.key.as_str(), e.revision()), ("/k/d", rd));
+    let e = next_event(&mut w).await;
+    assert_eq!(e.revision(), ra2);
+    let prev = e.prev.expect("the update carries the pre-compaction value");
+    assert_eq!(
+        (prev.value, prev.mod_revision, prev.create_revision),
+        (b("a1"), ra, ra)
+    );
+
+    s.compact(ra2).await.unwrap();
+    let now = s.range(RangeRequest::prefix("/k/")).await.unwrap();
+    let want_now = vec![
+        ("/k/a".to_string(), b("a2")),
+        ("/k/b".to_string(), b("b2")),
+        ("/k/d".to_string(), b("d1")),
+    ];
+    assert_eq!(values(&now.kvs), want_now);
+    let kv = s.get("/k/a").await.unwrap().unwrap();
+    assert_eq!((kv.create_revision, kv.version), (ra, 2));
 }
 
 async fn concurrent_writers_get_distinct_revisions_and_lose_no_update(s: Arc<dyn Store>) {

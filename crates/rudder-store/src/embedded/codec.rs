@@ -1,6 +1,6 @@
-//! Binary layout of the records the embedded store keeps in redb.
+//! Binary layout of the revision records the embedded store keeps in redb.
 //!
-//! Every record starts with a format byte so the layout can evolve. Decoding
+//! A record starts with a format byte so the layout can evolve. Decoding
 //! never panics: a short or malformed record is [`Error::Corrupt`].
 
 use bytes::Bytes;
@@ -9,140 +9,104 @@ use crate::{Error, EventKind, KeyValue, Result, Revision};
 
 const FORMAT_V1: u8 = 1;
 
-/// A key's current value: what the `kv` table holds.
+/// Where a record lives in the `rev` table: (revision, index in revision).
+pub(super) type RevKey = (Revision, u32);
+
+/// One change, as the `rev` table holds it under its [`RevKey`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ValueRecord {
+pub(super) struct Record {
+    pub(super) kind: EventKind,
+    pub(super) key: String,
+    /// For a put: the key's create revision and version after it.
     pub(super) create_revision: Revision,
-    pub(super) mod_revision: Revision,
     pub(super) version: i64,
+    /// The record of the key's previous version, if it existed.
+    pub(super) prev: Option<RevKey>,
+    /// For a put: the new value.
     pub(super) value: Bytes,
 }
 
-impl ValueRecord {
-    pub(super) fn into_kv(self, key: String) -> KeyValue {
-        KeyValue {
-            key,
-            value: self.value,
-            create_revision: self.create_revision,
-            mod_revision: self.mod_revision,
-            version: self.version,
+impl Record {
+    /// The key-value this record stands for, at `revision` (etcd's
+    /// tombstone shape for a delete).
+    pub(super) fn into_kv(self, revision: Revision) -> KeyValue {
+        match self.kind {
+            EventKind::Put => KeyValue {
+                key: self.key,
+                value: self.value,
+                create_revision: self.create_revision,
+                mod_revision: revision,
+                version: self.version,
+            },
+            EventKind::Delete => KeyValue {
+                key: self.key,
+                value: Bytes::new(),
+                create_revision: 0,
+                mod_revision: revision,
+                version: 0,
+            },
         }
     }
 }
 
-pub(super) fn encode_value(
-    create: Revision,
-    modified: Revision,
-    version: i64,
-    value: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(25 + value.len());
-    out.push(FORMAT_V1);
-    put_meta(&mut out, create, modified, version);
-    out.extend_from_slice(value);
-    out
-}
-
-pub(super) fn decode_value(key: &str, raw: &[u8]) -> Result<ValueRecord> {
-    let mut r = Reader {
-        buf: raw,
-        what: key,
-    };
-    r.format()?;
-    let (create_revision, mod_revision, version) = r.meta()?;
-    Ok(ValueRecord {
-        create_revision,
-        mod_revision,
-        version,
-        value: Bytes::copy_from_slice(r.buf),
-    })
-}
-
-/// One change in the revision log, keyed by (revision, index in revision).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct LogRecord {
-    pub(super) kind: EventKind,
-    pub(super) key: String,
-    /// For a put: the new value's create revision, version and value.
-    pub(super) create_revision: Revision,
-    pub(super) version: i64,
-    pub(super) value: Bytes,
-    pub(super) prev: Option<ValueRecord>,
-}
-
-pub(super) fn encode_log(rec: &LogRecord) -> Vec<u8> {
-    let prev_len = rec.prev.as_ref().map_or(0, |p| 24 + p.value.len());
-    let mut out = Vec::with_capacity(40 + rec.key.len() + rec.value.len() + prev_len);
+pub(super) fn encode(rec: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(42 + rec.key.len() + rec.value.len());
     out.push(FORMAT_V1);
     out.push(match rec.kind {
         EventKind::Put => 0,
         EventKind::Delete => 1,
     });
-    put_bytes(&mut out, rec.key.as_bytes());
+    // Keys are capped far below 4 GiB by MAX_REQUEST_BYTES.
+    let key_len = u32::try_from(rec.key.len()).expect("keys are below 4 GiB");
+    out.extend_from_slice(&key_len.to_le_bytes());
+    out.extend_from_slice(rec.key.as_bytes());
     out.extend_from_slice(&rec.create_revision.to_le_bytes());
     out.extend_from_slice(&rec.version.to_le_bytes());
-    put_bytes(&mut out, &rec.value);
-    match &rec.prev {
+    match rec.prev {
         None => out.push(0),
-        Some(p) => {
+        Some((rev, sub)) => {
             out.push(1);
-            put_meta(&mut out, p.create_revision, p.mod_revision, p.version);
-            out.extend_from_slice(&p.value);
+            out.extend_from_slice(&rev.to_le_bytes());
+            out.extend_from_slice(&sub.to_le_bytes());
         }
     }
+    out.extend_from_slice(&rec.value);
     out
 }
 
-pub(super) fn decode_log(revision: Revision, raw: &[u8]) -> Result<LogRecord> {
-    let what = format!("revision log entry {revision}");
+pub(super) fn decode(at: RevKey, raw: &[u8]) -> Result<Record> {
+    let what = format!("revision record {}.{}", at.0, at.1);
     let mut r = Reader {
         buf: raw,
         what: &what,
     };
-    r.format()?;
+    match r.u8()? {
+        FORMAT_V1 => {}
+        other => return Err(r.corrupt(&format!("unknown record format {other}"))),
+    }
     let kind = match r.u8()? {
         0 => EventKind::Put,
         1 => EventKind::Delete,
         other => return Err(r.corrupt(&format!("unknown event kind {other}"))),
     };
-    let key = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| r.corrupt("key is not UTF-8"))?;
+    let key_len = r.u32()? as usize;
+    let key =
+        String::from_utf8(r.take(key_len)?.to_vec()).map_err(|_| r.corrupt("key is not UTF-8"))?;
     let create_revision = r.i64()?;
     let version = r.i64()?;
-    let value = Bytes::copy_from_slice(r.bytes()?);
     let prev = match r.u8()? {
         0 => None,
-        1 => {
-            let (create_revision, mod_revision, version) = r.meta()?;
-            Some(ValueRecord {
-                create_revision,
-                mod_revision,
-                version,
-                value: Bytes::copy_from_slice(r.buf),
-            })
-        }
+        1 => Some((r.i64()?, r.u32()?)),
         other => return Err(r.corrupt(&format!("bad prev marker {other}"))),
     };
-    Ok(LogRecord {
+    Ok(Record {
         kind,
         key,
         create_revision,
         version,
-        value,
         prev,
+        value: Bytes::copy_from_slice(r.buf),
     })
-}
-
-fn put_meta(out: &mut Vec<u8>, create: Revision, modified: Revision, version: i64) {
-    out.extend_from_slice(&create.to_le_bytes());
-    out.extend_from_slice(&modified.to_le_bytes());
-    out.extend_from_slice(&version.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Values are capped far below 4 GiB by MAX_REQUEST_BYTES.
-    let len = u32::try_from(bytes.len()).expect("record fields are below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(bytes);
 }
 
 struct Reader<'a> {
@@ -168,6 +132,14 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
 
+    fn u32(&mut self) -> Result<u32> {
+        let raw: [u8; 4] = self
+            .take(4)?
+            .try_into()
+            .map_err(|_| self.corrupt("bad integer"))?;
+        Ok(u32::from_le_bytes(raw))
+    }
+
     fn i64(&mut self) -> Result<i64> {
         let raw: [u8; 8] = self
             .take(8)?
@@ -175,102 +147,57 @@ impl Reader<'_> {
             .map_err(|_| self.corrupt("bad integer"))?;
         Ok(i64::from_le_bytes(raw))
     }
-
-    fn bytes(&mut self) -> Result<&[u8]> {
-        let raw: [u8; 4] = self
-            .take(4)?
-            .try_into()
-            .map_err(|_| self.corrupt("bad length"))?;
-        let len = u32::from_le_bytes(raw) as usize;
-        self.take(len)
-    }
-
-    fn format(&mut self) -> Result<()> {
-        match self.u8()? {
-            FORMAT_V1 => Ok(()),
-            other => Err(self.corrupt(&format!("unknown record format {other}"))),
-        }
-    }
-
-    fn meta(&mut self) -> Result<(Revision, Revision, i64)> {
-        Ok((self.i64()?, self.i64()?, self.i64()?))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn value_round_trips() {
-        let raw = encode_value(3, 7, 2, b"hello");
-        let rec = decode_value("k", &raw).unwrap();
-        assert_eq!(
-            rec,
-            ValueRecord {
-                create_revision: 3,
-                mod_revision: 7,
-                version: 2,
-                value: Bytes::from_static(b"hello")
-            }
-        );
-    }
-
-    #[test]
-    fn log_round_trips_with_and_without_prev() {
-        for prev in [
-            None,
-            Some(ValueRecord {
-                create_revision: 1,
-                mod_revision: 4,
-                version: 3,
-                value: Bytes::from_static(b"old"),
-            }),
-        ] {
-            let rec = LogRecord {
-                kind: EventKind::Put,
-                key: "/registry/pods/a".into(),
-                create_revision: 1,
-                version: 4,
-                value: Bytes::from_static(b"new"),
-                prev,
-            };
-            assert_eq!(decode_log(9, &encode_log(&rec)).unwrap(), rec);
+    fn sample(prev: Option<RevKey>) -> Record {
+        Record {
+            kind: EventKind::Put,
+            key: "/registry/pods/a".into(),
+            create_revision: 3,
+            version: 4,
+            prev,
+            value: Bytes::from_static(b"new"),
         }
     }
 
     #[test]
-    fn every_truncation_is_an_error_not_a_panic() {
-        let rec = LogRecord {
-            kind: EventKind::Delete,
-            key: "k".into(),
-            create_revision: 0,
-            version: 0,
-            value: Bytes::new(),
-            prev: Some(ValueRecord {
-                create_revision: 1,
-                mod_revision: 2,
-                version: 1,
-                value: Bytes::from_static(b"v"),
-            }),
-        };
-        let raw = encode_log(&rec);
-        // The prev value is the record's tail, so only cuts before it fail.
-        for cut in 0..raw.len() - 1 {
-            assert!(decode_log(1, &raw[..cut]).is_err(), "cut at {cut} decoded");
+    fn records_round_trip_with_and_without_prev() {
+        for prev in [None, Some((7, 2))] {
+            let rec = sample(prev);
+            assert_eq!(decode((9, 0), &encode(&rec)).unwrap(), rec);
         }
-        let value = encode_value(1, 1, 1, b"x");
-        for cut in 0..25 {
-            assert!(
-                decode_value("k", &value[..cut]).is_err(),
-                "cut at {cut} decoded"
-            );
+    }
+
+    #[test]
+    fn every_truncation_before_the_value_is_an_error_not_a_panic() {
+        let raw = encode(&sample(Some((1, 0))));
+        // The value is the record's tail, so only cuts before it fail.
+        for cut in 0..raw.len() - 3 {
+            assert!(decode((1, 0), &raw[..cut]).is_err(), "cut at {cut} decoded");
         }
     }
 
     #[test]
     fn unknown_format_is_reported_with_its_location() {
-        let err = decode_value("/registry/x", &[9, 0, 0]).unwrap_err();
-        assert!(err.to_string().contains("/registry/x"), "{err}");
+        let err = decode((42, 1), &[9, 0, 0]).unwrap_err();
+        assert!(err.to_string().contains("42.1"), "{err}");
+    }
+
+    #[test]
+    fn deletes_read_as_tombstones() {
+        let rec = Record {
+            kind: EventKind::Delete,
+            value: Bytes::new(),
+            ..sample(Some((2, 0)))
+        };
+        let kv = rec.into_kv(11);
+        assert_eq!(
+            (kv.mod_revision, kv.create_revision, kv.version),
+            (11, 0, 0)
+        );
     }
 }

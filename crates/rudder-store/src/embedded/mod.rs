@@ -1,9 +1,10 @@
 //! The embedded backend: etcd's MVCC model on one redb file.
 //!
-//! Layout (three tables):
-//! - `kv`: key → current value record (create/mod revision, version, value);
-//! - `log`: (revision, index) → change record with the previous value, the
-//!   history that serves watch replay and reads at past revisions;
+//! Layout (three tables), the same shape as etcd's own backend:
+//! - `revs`: (revision, index in revision) → one change record (key, kind,
+//!   create revision, version, value, and where the key's previous version
+//!   lives). This is the history: every value is written once, here.
+//! - `index`: key → where its current version lives in `revs`.
 //! - `meta`: the current and the compacted revision.
 //!
 //! All writes go through one writer thread ([`writer`]) that takes every
@@ -13,8 +14,12 @@
 //! the commit is durable.
 //!
 //! Reads use redb's MVCC snapshots and never wait for the writer. A read at
-//! a past revision starts from the current values and undoes, from the log,
-//! every change made after that revision.
+//! a past revision starts from the current index and, for every key changed
+//! after that revision, follows the first later change's `prev` pointer.
+//!
+//! Compaction at revision `C` keeps, per key, its newest version before
+//! `C` (unless that is a delete) and drops the older ones, as etcd does:
+//! reads at any revision `>= C` and every `prev` pointer stay valid.
 
 mod codec;
 mod watch;
@@ -32,13 +37,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::{
-    Error, Event, EventKind, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, Txn,
-    TxnResponse, WatchStream,
+    Error, Event, KeyValue, RangeRequest, RangeResponse, Result, Revision, Store, Txn, TxnResponse,
+    WatchStream,
 };
-use codec::{decode_log, decode_value};
+use codec::{Record, RevKey};
 
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-const LOG: TableDefinition<(i64, u32), &[u8]> = TableDefinition::new("log");
+const INDEX: TableDefinition<&str, RevKey> = TableDefinition::new("index");
+const REVS: TableDefinition<RevKey, &[u8]> = TableDefinition::new("revs");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACT: &str = "compact_revision";
@@ -89,6 +94,20 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// Reads a record the index or a `prev` pointer names; its absence means
+/// the file is damaged (compaction never drops a referenced record).
+fn load(revs: &impl ReadableTable<RevKey, &'static [u8]>, at: RevKey) -> Result<Record> {
+    let raw = revs
+        .get(at)
+        .map_err(|e| Error::Storage(format!("reading revision record {}.{}: {e}", at.0, at.1)))?
+        .ok_or_else(|| Error::Corrupt(format!("revision record {}.{} is missing", at.0, at.1)))?;
+    codec::decode(at, raw.value())
+}
+
+fn load_kv(revs: &impl ReadableTable<RevKey, &'static [u8]>, at: RevKey) -> Result<KeyValue> {
+    Ok(load(revs, at)?.into_kv(at.0))
+}
+
 impl Shared {
     fn compact_revision(&self) -> Revision {
         self.compact.load(Ordering::Acquire)
@@ -104,29 +123,38 @@ impl Shared {
             .map_err(|e| self.storage("starting a read", e))
     }
 
+    fn revs(
+        &self,
+        rtx: &redb::ReadTransaction,
+    ) -> Result<redb::ReadOnlyTable<RevKey, &'static [u8]>> {
+        rtx.open_table(REVS)
+            .map_err(|e| self.storage("opening revs", e))
+    }
+
+    /// (current, compacted) revision of a snapshot.
+    fn meta(&self, rtx: &redb::ReadTransaction) -> Result<(Revision, Revision)> {
+        let meta = rtx
+            .open_table(META)
+            .map_err(|e| self.storage("opening meta", e))?;
+        let read = |key| read_meta(&meta, key).map_err(|e| self.storage("reading meta", e));
+        Ok((read(META_REVISION)?, read(META_COMPACT)?))
+    }
+
     fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let rtx = self.begin_read()?;
-        let kv = rtx
-            .open_table(KV)
-            .map_err(|e| self.storage("opening kv", e))?;
-        let found = kv.get(key).map_err(|e| self.storage("reading a key", e))?;
-        match found {
-            Some(raw) => Ok(Some(
-                decode_value(key, raw.value())?.into_kv(key.to_owned()),
-            )),
-            None => Ok(None),
-        }
+        let index = rtx
+            .open_table(INDEX)
+            .map_err(|e| self.storage("opening index", e))?;
+        let at = index
+            .get(key)
+            .map_err(|e| self.storage("reading the index", e))?
+            .map(|v| v.value());
+        at.map(|at| load_kv(&self.revs(&rtx)?, at)).transpose()
     }
 
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let rtx = self.begin_read()?;
-        let meta = rtx
-            .open_table(META)
-            .map_err(|e| self.storage("opening meta", e))?;
-        let current =
-            read_meta(&meta, META_REVISION).map_err(|e| self.storage("reading meta", e))?;
-        let compact =
-            read_meta(&meta, META_COMPACT).map_err(|e| self.storage("reading meta", e))?;
+        let (current, compact) = self.meta(&rtx)?;
         if req.revision > current {
             return Err(Error::FutureRevision {
                 requested: req.revision,
@@ -139,27 +167,27 @@ impl Shared {
                 compact_revision: compact,
             });
         }
-        let kv = rtx
-            .open_table(KV)
-            .map_err(|e| self.storage("opening kv", e))?;
+        let revs = self.revs(&rtx)?;
+        let index = rtx
+            .open_table(INDEX)
+            .map_err(|e| self.storage("opening index", e))?;
         let lower = match &req.start_after {
             Some(after) if after.as_str() >= req.prefix.as_str() => Bound::Excluded(after.as_str()),
             _ => Bound::Included(req.prefix.as_str()),
         };
-        let iter = kv
+        let iter = index
             .range::<&str>((lower, Bound::Unbounded))
-            .map_err(|e| self.storage("ranging kv", e))?;
-        let mut current_kvs = iter.map(|entry| {
-            let (k, v) = entry.map_err(|e| self.storage("ranging kv", e))?;
-            let key = k.value();
-            Ok((key.to_owned(), v))
+            .map_err(|e| self.storage("ranging the index", e))?;
+        let mut now = iter.map(|entry| {
+            let (k, v) = entry.map_err(|e| self.storage("ranging the index", e))?;
+            Ok::<_, Error>((k.value().to_owned(), v.value()))
         });
 
-        // Changes after the requested revision, undone: key → value then.
+        // Keys changed after the requested revision, with their value then.
         let overlay = if req.revision == 0 || req.revision == current {
             BTreeMap::new()
         } else {
-            self.undo_overlay(&rtx, req, current)?
+            self.undo_overlay(&revs, req, current)?
         };
         let mut overlay = overlay.into_iter().peekable();
 
@@ -170,25 +198,27 @@ impl Shared {
         };
         let mut kvs = Vec::new();
         let mut more = false;
-        let mut next_current = current_kvs.next().transpose()?;
+        let mut next_now = now.next().transpose()?;
         loop {
-            let current_key = next_current.as_ref().map(|(k, _)| k.as_str());
-            let current_key = current_key.filter(|k| k.starts_with(&req.prefix));
+            let now_key = next_now
+                .as_ref()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| k.starts_with(&req.prefix));
             let overlay_key = overlay.peek().map(|(k, _)| k.as_str());
             // Take whichever key comes first; the overlay wins a tie.
-            let item = match (current_key, overlay_key) {
+            let item = match (now_key, overlay_key) {
                 (None, None) => break,
-                (Some(c), Some(o)) if o <= c => {
-                    if o == c {
-                        next_current = current_kvs.next().transpose()?;
+                (Some(n), Some(o)) if o <= n => {
+                    if o == n {
+                        next_now = now.next().transpose()?;
                     }
-                    overlay.next().and_then(|(_, v)| v)
+                    overlay.next().and_then(|(_, then)| then)
                 }
-                (_, Some(_)) if current_key.is_none() => overlay.next().and_then(|(_, v)| v),
-                _ => {
-                    let (key, raw) = next_current.take().expect("current_key is Some");
-                    next_current = current_kvs.next().transpose()?;
-                    Some(decode_value(&key, raw.value())?.into_kv(key))
+                (None, Some(_)) => overlay.next().and_then(|(_, then)| then),
+                (Some(_), _) => {
+                    let (_, at) = next_now.take().expect("now_key is Some");
+                    next_now = now.next().transpose()?;
+                    Some(load_kv(&revs, at)?)
                 }
             };
             if let Some(kv) = item {
@@ -210,36 +240,34 @@ impl Shared {
     /// `req.revision`, its value as of that revision (`None`: absent then).
     fn undo_overlay(
         &self,
-        rtx: &redb::ReadTransaction,
+        revs: &redb::ReadOnlyTable<RevKey, &'static [u8]>,
         req: &RangeRequest,
         current: Revision,
     ) -> Result<BTreeMap<String, Option<KeyValue>>> {
-        let log = rtx
-            .open_table(LOG)
-            .map_err(|e| self.storage("opening log", e))?;
         let mut overlay = BTreeMap::new();
-        let iter = log
+        let iter = revs
             .range((req.revision + 1, 0)..=(current, u32::MAX))
-            .map_err(|e| self.storage("ranging log", e))?;
+            .map_err(|e| self.storage("ranging revs", e))?;
         for entry in iter {
-            let (k, v) = entry.map_err(|e| self.storage("ranging log", e))?;
-            let (rev, _) = k.value();
-            let rec = decode_log(rev, v.value())?;
+            let (k, v) = entry.map_err(|e| self.storage("ranging revs", e))?;
+            let rec = codec::decode(k.value(), v.value())?;
             let in_range = rec.key.starts_with(&req.prefix)
                 && req
                     .start_after
                     .as_deref()
                     .is_none_or(|after| rec.key.as_str() > after);
+            // The first change after the revision points at the version then.
             if in_range && !overlay.contains_key(&rec.key) {
-                let then = rec.prev.map(|p| p.into_kv(rec.key.clone()));
+                let then = rec.prev.map(|at| load_kv(revs, at)).transpose()?;
                 overlay.insert(rec.key, then);
             }
         }
         Ok(overlay)
     }
 
-    /// Reads up to `max` log entries from revision `from` through `until`
-    /// and returns the events under `prefix` and the next revision to read.
+    /// Reads the changes from revision `from` through `until`, stopping
+    /// after about `max` records (never inside a revision); returns the
+    /// events under `prefix` and the next revision to read.
     fn read_log(
         &self,
         prefix: &str,
@@ -248,38 +276,36 @@ impl Shared {
         max: usize,
     ) -> Result<(Vec<Event>, Revision)> {
         let rtx = self.begin_read()?;
-        let meta = rtx
-            .open_table(META)
-            .map_err(|e| self.storage("opening meta", e))?;
-        let compact =
-            read_meta(&meta, META_COMPACT).map_err(|e| self.storage("reading meta", e))?;
+        let (_, compact) = self.meta(&rtx)?;
         if from < compact {
             return Err(Error::Compacted {
                 requested: from,
                 compact_revision: compact,
             });
         }
-        let log = rtx
-            .open_table(LOG)
-            .map_err(|e| self.storage("opening log", e))?;
-        let iter = log
+        let revs = self.revs(&rtx)?;
+        let iter = revs
             .range((from, 0)..=(until, u32::MAX))
-            .map_err(|e| self.storage("ranging log", e))?;
+            .map_err(|e| self.storage("ranging revs", e))?;
         let mut events = Vec::new();
         let mut next = until + 1;
         let mut last_rev = None;
         for (scanned, entry) in iter.enumerate() {
-            let (k, v) = entry.map_err(|e| self.storage("ranging log", e))?;
-            let (rev, _) = k.value();
-            // Stop between revisions so that a revision is never split.
-            if scanned >= max && last_rev != Some(rev) {
-                next = rev;
+            let (k, v) = entry.map_err(|e| self.storage("ranging revs", e))?;
+            let at = k.value();
+            if scanned >= max && last_rev != Some(at.0) {
+                next = at.0;
                 break;
             }
-            last_rev = Some(rev);
-            let rec = decode_log(rev, v.value())?;
+            last_rev = Some(at.0);
+            let rec = codec::decode(at, v.value())?;
             if rec.key.starts_with(prefix) {
-                events.push(log_event(rev, rec));
+                let prev = rec.prev.map(|p| load_kv(&revs, p)).transpose()?;
+                events.push(Event {
+                    kind: rec.kind,
+                    prev,
+                    kv: rec.into_kv(at.0),
+                });
             }
         }
         Ok((events, next))
@@ -291,30 +317,6 @@ fn read_meta(
     key: &str,
 ) -> std::result::Result<Revision, redb::StorageError> {
     Ok(meta.get(key)?.map_or(0, |v| v.value()))
-}
-
-fn log_event(revision: Revision, rec: codec::LogRecord) -> Event {
-    let kv = match rec.kind {
-        EventKind::Put => KeyValue {
-            key: rec.key.clone(),
-            value: rec.value,
-            create_revision: rec.create_revision,
-            mod_revision: revision,
-            version: rec.version,
-        },
-        EventKind::Delete => KeyValue {
-            key: rec.key.clone(),
-            value: bytes::Bytes::new(),
-            create_revision: 0,
-            mod_revision: revision,
-            version: 0,
-        },
-    };
-    Event {
-        kind: rec.kind,
-        prev: rec.prev.map(|p| p.into_kv(rec.key)),
-        kv,
-    }
 }
 
 /// The embedded MVCC store. Cheap to clone; all clones share one database.
@@ -400,8 +402,8 @@ fn open_database(opts: &EmbeddedOptions) -> std::result::Result<Database, String
 fn init_tables(db: &Database) -> std::result::Result<(Revision, Revision), String> {
     let wtx = db.begin_write().map_err(|e| e.to_string())?;
     let revs = {
-        wtx.open_table(KV).map_err(|e| e.to_string())?;
-        wtx.open_table(LOG).map_err(|e| e.to_string())?;
+        wtx.open_table(INDEX).map_err(|e| e.to_string())?;
+        wtx.open_table(REVS).map_err(|e| e.to_string())?;
         let mut meta = wtx.open_table(META).map_err(|e| e.to_string())?;
         let mut revision = read_meta(&meta, META_REVISION).map_err(|e| e.to_string())?;
         if revision == 0 {

@@ -10,12 +10,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, Table};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{LogRecord, ValueRecord, decode_value, encode_log, encode_value};
-use super::{KV, LOG, META, META_COMPACT, META_REVISION, Shared, log_event};
-use crate::{Error, Event, EventKind, Op, OpResult, Result, Revision, Txn, TxnResponse};
+use super::codec::{self, Record, RevKey};
+use super::{INDEX, META, META_COMPACT, META_REVISION, REVS, Shared, load};
+use crate::{Error, Event, EventKind, KeyValue, Op, OpResult, Result, Revision, Txn, TxnResponse};
 
 pub(super) enum Request {
     Txn {
@@ -140,21 +142,18 @@ fn apply(shared: &Shared, batch: &[Request]) -> Result<Applied> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     {
-        let mut kv = wtx.open_table(KV).map_err(|e| storage("opening kv", &e))?;
-        let mut log = wtx
-            .open_table(LOG)
-            .map_err(|e| storage("opening log", &e))?;
-        let mut meta = wtx
-            .open_table(META)
-            .map_err(|e| storage("opening meta", &e))?;
+        let mut tables = Tables {
+            index: wtx
+                .open_table(INDEX)
+                .map_err(|e| storage("opening index", &e))?,
+            revs: wtx
+                .open_table(REVS)
+                .map_err(|e| storage("opening revs", &e))?,
+            shared,
+        };
         for req in batch {
             match req {
                 Request::Txn { txn, .. } => {
-                    let mut tables = Tables {
-                        kv: &mut kv,
-                        log: &mut log,
-                        shared,
-                    };
                     let (resp, wrote) = tables.apply_txn(txn, revision, &mut events)?;
                     if wrote {
                         revision += 1;
@@ -176,8 +175,7 @@ fn apply(shared: &Shared, batch: &[Request]) -> Result<Applied> {
                             compact_revision: compact,
                         })
                     } else {
-                        log.retain_in(..(target, 0), |_, _| false)
-                            .map_err(|e| storage("compacting the log", &e))?;
+                        tables.compact(target)?;
                         compact = target;
                         Ok(())
                     };
@@ -185,6 +183,9 @@ fn apply(shared: &Shared, batch: &[Request]) -> Result<Applied> {
                 }
             }
         }
+        let mut meta = wtx
+            .open_table(META)
+            .map_err(|e| storage("opening meta", &e))?;
         meta.insert(META_REVISION, revision)
             .map_err(|e| storage("writing meta", &e))?;
         meta.insert(META_COMPACT, compact)
@@ -199,19 +200,31 @@ fn apply(shared: &Shared, batch: &[Request]) -> Result<Applied> {
     })
 }
 
-struct Tables<'a, 't> {
-    kv: &'a mut Table<'t, &'static str, &'static [u8]>,
-    log: &'a mut Table<'t, (i64, u32), &'static [u8]>,
-    shared: &'a Shared,
+struct Tables<'t> {
+    index: Table<'t, &'static str, RevKey>,
+    revs: Table<'t, RevKey, &'static [u8]>,
+    shared: &'t Shared,
 }
 
-impl Tables<'_, '_> {
-    fn read(&self, key: &str) -> Result<Option<ValueRecord>> {
-        let found = self
-            .kv
+impl Tables<'_> {
+    /// The key's current version: where it lives and its record.
+    fn current(&self, key: &str) -> Result<Option<(RevKey, Record)>> {
+        let at = self
+            .index
             .get(key)
-            .map_err(|e| self.shared.storage("reading a key", e))?;
-        found.map(|raw| decode_value(key, raw.value())).transpose()
+            .map_err(|e| self.shared.storage("reading the index", e))?;
+        let Some(at) = at.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        Ok(Some((at, load(&self.revs, at)?)))
+    }
+
+    fn mod_revision(&self, key: &str) -> Result<Revision> {
+        let at = self
+            .index
+            .get(key)
+            .map_err(|e| self.shared.storage("reading the index", e))?;
+        Ok(at.map_or(0, |v| v.value().0))
     }
 
     /// Applies one transaction at `revision + 1`; returns its response and
@@ -224,8 +237,7 @@ impl Tables<'_, '_> {
     ) -> Result<(TxnResponse, bool)> {
         let mut succeeded = true;
         for cmp in &txn.compare {
-            let current = self.read(&cmp.key)?.map_or(0, |r| r.mod_revision);
-            if current != cmp.mod_revision {
+            if self.mod_revision(&cmp.key)? != cmp.mod_revision {
                 succeeded = false;
                 break;
             }
@@ -236,57 +248,50 @@ impl Tables<'_, '_> {
             &txn.failure
         };
         let rev = revision + 1;
-        let mut index: u32 = 0;
+        let mut sub: u32 = 0;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             let result = match op {
-                Op::Get(key) => OpResult::Get(self.read(key)?.map(|r| r.into_kv(key.clone()))),
+                Op::Get(key) => OpResult::Get(self.current(key)?.map(|(at, r)| r.into_kv(at.0))),
                 Op::Put { key, value } => {
-                    let prev = self.read(key)?;
+                    let prev = self.current(key)?;
                     let (create_revision, version) = prev
                         .as_ref()
-                        .map_or((rev, 1), |p| (p.create_revision, p.version + 1));
-                    let raw = encode_value(create_revision, rev, version, value);
-                    self.kv
-                        .insert(key.as_str(), raw.as_slice())
-                        .map_err(|e| self.shared.storage("writing a key", e))?;
-                    let prev_kv = prev.as_ref().map(|p| p.clone().into_kv(key.clone()));
-                    let rec = LogRecord {
+                        .map_or((rev, 1), |(_, p)| (p.create_revision, p.version + 1));
+                    let rec = Record {
                         kind: EventKind::Put,
                         key: key.clone(),
                         create_revision,
                         version,
+                        prev: prev.as_ref().map(|(at, _)| *at),
                         value: value.clone(),
-                        prev,
                     };
-                    self.append(rev, &mut index, rec, events)?;
-                    OpResult::Put { prev: prev_kv }
+                    let prev = prev.map(|(at, p)| p.into_kv(at.0));
+                    self.append((rev, sub), rec, prev.clone(), events)?;
+                    sub += 1;
+                    OpResult::Put { prev }
                 }
-                Op::Delete(key) => match self.read(key)? {
+                Op::Delete(key) => match self.current(key)? {
                     None => OpResult::Delete { prev: None },
-                    Some(prev) => {
-                        self.kv
-                            .remove(key.as_str())
-                            .map_err(|e| self.shared.storage("deleting a key", e))?;
-                        let prev_kv = prev.clone().into_kv(key.clone());
-                        let rec = LogRecord {
+                    Some((at, p)) => {
+                        let rec = Record {
                             kind: EventKind::Delete,
                             key: key.clone(),
                             create_revision: 0,
                             version: 0,
+                            prev: Some(at),
                             value: bytes::Bytes::new(),
-                            prev: Some(prev),
                         };
-                        self.append(rev, &mut index, rec, events)?;
-                        OpResult::Delete {
-                            prev: Some(prev_kv),
-                        }
+                        let prev = p.into_kv(at.0);
+                        self.append((rev, sub), rec, Some(prev.clone()), events)?;
+                        sub += 1;
+                        OpResult::Delete { prev: Some(prev) }
                     }
                 },
             };
             results.push(result);
         }
-        let wrote = index > 0;
+        let wrote = sub > 0;
         let resp = TxnResponse {
             succeeded,
             revision: if wrote { rev } else { revision },
@@ -295,18 +300,60 @@ impl Tables<'_, '_> {
         Ok((resp, wrote))
     }
 
+    /// Writes a change record and points the index at it.
     fn append(
         &mut self,
-        rev: Revision,
-        index: &mut u32,
-        rec: LogRecord,
+        at: RevKey,
+        rec: Record,
+        prev: Option<KeyValue>,
         events: &mut Vec<Event>,
     ) -> Result<()> {
-        self.log
-            .insert((rev, *index), encode_log(&rec).as_slice())
-            .map_err(|e| self.shared.storage("appending to the log", e))?;
-        *index += 1;
-        events.push(log_event(rev, rec));
+        let storage = |what: &str, e: redb::StorageError| self.shared.storage(what, e);
+        self.revs
+            .insert(at, codec::encode(&rec).as_slice())
+            .map_err(|e| storage("writing a record", e))?;
+        match rec.kind {
+            EventKind::Put => self.index.insert(rec.key.as_str(), at).map(drop),
+            EventKind::Delete => self.index.remove(rec.key.as_str()).map(drop),
+        }
+        .map_err(|e| storage("updating the index", e))?;
+        events.push(Event {
+            kind: rec.kind,
+            prev,
+            kv: rec.into_kv(at.0),
+        });
+        Ok(())
+    }
+
+    /// Drops the history before `target`: of the records older than it,
+    /// keeps only each key's newest, and not even that if it is a delete.
+    fn compact(&mut self, target: Revision) -> Result<()> {
+        let storage = |what: &str, e: redb::StorageError| self.shared.storage(what, e);
+        let mut newest: HashMap<String, (RevKey, EventKind)> = HashMap::new();
+        let mut doomed = Vec::new();
+        for entry in self
+            .revs
+            .range(..(target, 0))
+            .map_err(|e| storage("ranging revs", e))?
+        {
+            let (k, v) = entry.map_err(|e| storage("ranging revs", e))?;
+            let at = k.value();
+            let rec = codec::decode(at, v.value())?;
+            if let Some((older, _)) = newest.insert(rec.key, (at, rec.kind)) {
+                doomed.push(older);
+            }
+        }
+        doomed.extend(
+            newest
+                .into_values()
+                .filter(|(_, kind)| *kind == EventKind::Delete)
+                .map(|(at, _)| at),
+        );
+        for at in doomed {
+            self.revs
+                .remove(at)
+                .map_err(|e| storage("compacting revs", e))?;
+        }
         Ok(())
     }
 }
