@@ -115,14 +115,18 @@ impl EtcdStore {
             client: EtcdClients::new(&client),
             endpoints,
         };
-        let revision = tokio::time::timeout(Duration::from_secs(10), store.current_revision())
-            .await
-            .map_err(|_| {
-                Error::Etcd(format!(
-                    "etcd at {} did not answer within 10s; check that it runs and the address is right",
-                    store.endpoints.join(",")
-                ))
-            })??;
+        let unreachable = |why: String| {
+            Error::Etcd(format!(
+                "etcd at {} is unreachable ({why}); check that it runs and that the address and TLS files are right",
+                store.endpoints.join(",")
+            ))
+        };
+        let revision =
+            match tokio::time::timeout(Duration::from_secs(10), store.current_revision()).await {
+                Err(_) => return Err(unreachable("no answer within 10s".into())),
+                Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                Ok(Ok(revision)) => revision,
+            };
         tracing::info!(endpoints = %store.endpoints.join(","), revision, "connected to etcd");
         Ok(store)
     }

@@ -1,0 +1,45 @@
+# Shared by scripts/up and scripts/test: logging and idempotent installs.
+# shellcheck shell=bash
+
+# Debian packages, by what needs them.
+BUILD_PACKAGES=(gcc protobuf-compiler)            # protoc: etcd-client's (and later CRI's) gRPC code
+TEST_PACKAGES=(etcd-server)                       # the etcd backend's conformance run
+RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables)
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# Installs the Debian packages that are not installed yet; says what it does.
+install_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "packages present: $*"
+    return
+  fi
+  is_root || die "missing Debian packages: ${missing[*]}; run as root, or install them with: apt-get install ${missing[*]}"
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  # No service is started for us here; policy-rc.d keeps package scripts
+  # from trying (containerd, etcd are started by rudder and the tests).
+  local policy=/usr/sbin/policy-rc.d created_policy=
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$created_policy" ] || rm -f "$policy"
+}
+
+require_cargo() {
+  command -v cargo >/dev/null 2>&1 && return
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
+  die "Rust is not installed: install a current stable toolchain with rustup (https://rustup.rs), then run this again"
+}
+
+require_nextest() {
+  cargo nextest --version >/dev/null 2>&1 && return
+  say "installing cargo-nextest from crates.io (one-time, a few minutes)"
+  cargo install --locked cargo-nextest
+}
