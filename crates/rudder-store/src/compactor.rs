@@ -59,3 +59,39 @@ impl Compactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EmbeddedOptions, EmbeddedStore, RangeRequest};
+
+    #[tokio::test]
+    async fn each_tick_compacts_at_the_revision_of_the_previous_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::in_dir(dir.path())).unwrap());
+        let mut compactor = Compactor::new(store.clone());
+        let r1 = store.create("/a", "1".into()).await.unwrap();
+        assert_eq!(
+            compactor.tick().await.unwrap(),
+            None,
+            "the first tick only remembers"
+        );
+        let r2 = store.update("/a", "2".into(), r1).await.unwrap();
+        assert_eq!(compactor.tick().await.unwrap(), Some(r1));
+        // History from the first tick on is still there; older is gone.
+        assert!(
+            store
+                .range(RangeRequest::prefix("/").at_revision(r1))
+                .await
+                .is_ok()
+        );
+        assert_eq!(compactor.tick().await.unwrap(), Some(r2));
+        let err = store
+            .range(RangeRequest::prefix("/").at_revision(r1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Compacted { .. }), "{err:?}");
+        // Nothing written since the last tick: compacting again is a no-op.
+        assert_eq!(compactor.tick().await.unwrap(), None);
+    }
+}

@@ -62,6 +62,9 @@ pub struct EmbeddedOptions {
     pub cache_bytes: usize,
     /// Most write requests committed together.
     pub max_batch: usize,
+    /// Committed batches a watcher may have waiting before it is cancelled
+    /// as lagging (its stream ends with [`Error::WatchLagged`]).
+    pub watch_queue: usize,
 }
 
 impl EmbeddedOptions {
@@ -71,6 +74,7 @@ impl EmbeddedOptions {
             path: dir.as_ref().join(DB_FILE),
             cache_bytes: 256 << 20,
             max_batch: 1024,
+            watch_queue: 4096,
         }
     }
 }
@@ -80,6 +84,7 @@ pub(crate) struct Shared {
     db: Database,
     path: PathBuf,
     hub: watch::Hub,
+    watch_queue: usize,
     revision: AtomicI64,
     compact: AtomicI64,
 }
@@ -344,6 +349,7 @@ impl EmbeddedStore {
             db,
             path: opts.path.clone(),
             hub: watch::Hub::new(revision),
+            watch_queue: opts.watch_queue.max(1),
             revision: AtomicI64::new(revision),
             compact: AtomicI64::new(compact),
         });
@@ -454,5 +460,69 @@ impl Store for EmbeddedStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         Ok(self.shared.revision.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn open(dir: &Path, watch_queue: usize) -> EmbeddedStore {
+        EmbeddedStore::open(EmbeddedOptions {
+            watch_queue,
+            ..EmbeddedOptions::in_dir(dir)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_cancelled_after_its_queued_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 4);
+        let mut slow = store.watch("/s/", 0).await.unwrap();
+        let mut writes = Vec::new();
+        for i in 0..10 {
+            writes.push(store.create(&format!("/s/{i}"), "v".into()).await.unwrap());
+        }
+        // The writer never blocked on the slow watcher; it gets what was
+        // queued, then a lag error telling it to re-watch.
+        let mut seen = Vec::new();
+        let err = loop {
+            match slow.next().await.expect("stream ends with an error") {
+                Ok(e) => seen.push(e.revision()),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::WatchLagged { .. }), "{err:?}");
+        assert_eq!(
+            seen,
+            writes[..seen.len()],
+            "delivered events are a prefix, in order"
+        );
+        assert!(seen.len() < writes.len());
+        assert!(slow.next().await.is_none());
+
+        // Re-watching from the next revision gets the rest from history.
+        let from = seen.last().map_or(writes[0], |r| r + 1);
+        let mut again = store.watch("/s/", from).await.unwrap();
+        for want in writes.iter().filter(|r| **r >= from) {
+            assert_eq!(again.next().await.unwrap().unwrap().revision(), *want);
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_the_store_ends_watches_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 16);
+        let mut w = store.watch("/", 0).await.unwrap();
+        store.close().await;
+        assert!(matches!(w.next().await, Some(Err(Error::Closed))));
+        assert!(matches!(
+            store.create("/x", "v".into()).await,
+            Err(Error::Closed)
+        ));
+        assert!(matches!(store.watch("/", 0).await, Err(Error::Closed)));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The writer publishes each committed batch once; every watcher whose
 //! prefix matches gets the batch through its own bounded channel. A watcher
-//! that falls `WATCH_CHANNEL_BATCHES` batches behind is cancelled (its
+//! that falls `EmbeddedOptions::watch_queue` batches behind is cancelled (its
 //! stream ends with [`Error::WatchLagged`]) instead of slowing the writer or
 //! growing without bound; clients re-watch from their last revision.
 //!
@@ -21,8 +21,6 @@ use tokio::sync::mpsc;
 use super::Shared;
 use crate::{Error, Event, Result, Revision, WatchStream};
 
-/// Batches a watcher may have queued before it is cancelled as lagging.
-const WATCH_CHANNEL_BATCHES: usize = 4096;
 /// Log entries read per replay step (bounds the time one step holds a read
 /// transaction and the memory it buffers).
 const REPLAY_CHUNK: usize = 1024;
@@ -121,7 +119,7 @@ pub(super) fn watch(shared: Arc<Shared>, prefix: &str, from: Revision) -> Result
             compact_revision: compact,
         });
     }
-    let (tx, rx) = mpsc::channel(WATCH_CHANNEL_BATCHES);
+    let (tx, rx) = mpsc::channel(shared.watch_queue);
     let lagged = Arc::new(AtomicBool::new(false));
     let published = {
         let mut inner = shared.hub.lock();
