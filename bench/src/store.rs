@@ -260,12 +260,21 @@ struct Backends {
     etcd: Arc<dyn Store>,
 }
 
-async fn each<F, Fut>(b: &Backends, f: F) -> (Stats, Stats)
+/// Runs one row against both backends, if selected, and prints it.
+async fn row<F, Fut>(b: &Backends, name: &str, f: F)
 where
     F: Fn(Arc<dyn Store>) -> Fut,
     Fut: std::future::Future<Output = Stats>,
 {
-    (f(b.embedded.clone()).await, f(b.etcd.clone()).await)
+    if selected(name) {
+        let embedded = f(b.embedded.clone()).await;
+        let etcd = f(b.etcd.clone()).await;
+        print_row(Row {
+            name,
+            embedded,
+            etcd,
+        });
+    }
 }
 
 #[tokio::main]
@@ -289,33 +298,14 @@ async fn main() -> anyhow::Result<()> {
     );
 
     for writers in [1usize, 8, 64] {
-        let name = format!("write_{writers}_writers");
-        if selected(&name) {
-            let run = format!("c{writers}");
-            let (embedded, etcd) = each(&b, |s| writes(s, writers, &run)).await;
-            print_row(Row {
-                name: &name,
-                embedded,
-                etcd,
-            });
-        }
+        let run = format!("c{writers}");
+        row(&b, &format!("write_{writers}_writers"), |s| {
+            writes(s, writers, &run)
+        })
+        .await;
     }
-    if selected("point_read_8_readers") {
-        let (embedded, etcd) = each(&b, point_reads).await;
-        print_row(Row {
-            name: "point_read_8_readers",
-            embedded,
-            etcd,
-        });
-    }
-    if selected("range_10k_keys") {
-        let (embedded, etcd) = each(&b, ranges).await;
-        print_row(Row {
-            name: "range_10k_keys",
-            embedded,
-            etcd,
-        });
-    }
+    row(&b, "point_read_8_readers", point_reads).await;
+    row(&b, "range_10k_keys", ranges).await;
     if selected("watch_100_watchers") {
         let (e_ack, e_start) = watch_delivery(b.embedded.clone()).await;
         let (d_ack, d_start) = watch_delivery(b.etcd.clone()).await;
