@@ -13,4 +13,4 @@ pub mod status;
 pub mod validation;
 
 pub use registry::Resource;
-pub use status::{Cause, StatusError};
+pub use status::{Cause, Details, StatusError};

@@ -63,10 +63,17 @@ pub struct StatusError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub name: Option<String>,
-    pub group: Option<String>,
-    /// `details.kind`: a plural for most errors, the Kind for `Invalid`.
-    pub kind: Option<String>,
+    /// Boxed: errors travel in every `Result` of the request path.
+    pub details: Option<Box<Details>>,
+}
+
+/// `Status.details`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    pub name: String,
+    pub group: String,
+    /// A plural for most errors, the Kind for `Invalid`.
+    pub kind: String,
     pub causes: Vec<Cause>,
 }
 
@@ -84,17 +91,17 @@ impl StatusError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: vec![],
+            details: None,
         }
     }
 
     fn about(mut self, r: &Resource, name: &str) -> Self {
-        self.name = Some(name.into());
-        self.group = (!r.group.is_empty()).then(|| r.group.into());
-        self.kind = Some(r.plural.into());
+        self.details = Some(Box::new(Details {
+            name: name.into(),
+            group: r.group.into(),
+            kind: r.plural.into(),
+            causes: vec![],
+        }));
         self
     }
 
@@ -143,10 +150,13 @@ impl StatusError {
             422,
             "Invalid",
             format!("{} \"{name}\" is invalid: {detail}", r.kind),
-        )
-        .about(r, name);
-        e.kind = Some(r.kind.into());
-        e.causes = causes;
+        );
+        e.details = Some(Box::new(Details {
+            name: name.into(),
+            group: r.group.into(),
+            kind: r.kind.into(),
+            causes,
+        }));
         e
     }
 
@@ -217,25 +227,21 @@ impl StatusError {
             "reason": self.reason,
             "code": self.code,
         });
-        let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
-            details.insert("name".into(), n.clone().into());
-        }
-        if let Some(g) = &self.group {
-            details.insert("group".into(), g.clone().into());
-        }
-        if let Some(k) = &self.kind {
-            details.insert("kind".into(), k.clone().into());
-        }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
-                .causes
-                .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                .collect();
-            details.insert("causes".into(), causes.into());
-        }
-        if !details.is_empty() {
+        if let Some(d) = &self.details {
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), d.name.clone().into());
+            if !d.group.is_empty() {
+                details.insert("group".into(), d.group.clone().into());
+            }
+            details.insert("kind".into(), d.kind.clone().into());
+            if !d.causes.is_empty() {
+                let causes: Vec<Value> = d
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), causes.into());
+            }
             status["details"] = details.into();
         }
         status

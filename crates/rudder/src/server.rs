@@ -28,6 +28,19 @@ pub(crate) struct Args {
     /// Run the control plane only, without a node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
+    /// Port of the HTTPS API.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Where to write the admin kubeconfig (also written to DIR/admin.kubeconfig).
+    #[arg(
+        long,
+        default_value = "/etc/rudder/rudder.yaml",
+        env = "RUDDER_KUBECONFIG_OUTPUT"
+    )]
+    write_kubeconfig: PathBuf,
+    /// Bearer tokens, in kube-apiserver's CSV format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
     /// How often old store history is compacted (kube-apiserver's default: 5m).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     compaction_interval: std::time::Duration,
@@ -78,17 +91,40 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if !args.disable_agent {
         tracing::info!("no node agent yet: this build runs the control plane only");
     }
-    tracing::warn!(
-        "the API server is not part of this build yet: the control plane holds the store and compacts it, \
-         and serves no requests"
+
+    let config = rudder_apiserver::Config {
+        dir: args.data_dir.join("server"),
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], args.https_listen_port)),
+        kubeconfigs: vec![
+            args.write_kubeconfig.clone(),
+            args.data_dir.join("admin.kubeconfig"),
+        ],
+        token_file: args.token_auth_file.clone(),
+        extra_sans: host_names(),
+    };
+    let api = match rudder_apiserver::bind(config, store.clone()).await {
+        Ok(api) => api,
+        Err(e) => {
+            compactor.abort();
+            return Err(e.into());
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(api.run(async move {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(
+        "rudder server running; use it with: export KUBECONFIG={}; stop it with SIGTERM or Ctrl-C",
+        args.write_kubeconfig.display()
     );
-    tracing::info!("rudder server running; stop it with SIGTERM or Ctrl-C");
 
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = sig, "shutting down");
+    let _ = stop_tx.send(());
+    let _ = api.await;
     compactor.abort();
     if let Some(store) = embedded {
         store.close().await;
@@ -96,4 +132,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(store);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// This machine's host name and addresses, for the serving certificate.
+fn host_names() -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(h.trim().to_string());
+    }
+    // `hostname -I` lists every configured address (Debian's hostname).
+    if let Ok(out) = std::process::Command::new("hostname").arg("-I").output() {
+        names.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from),
+        );
+    }
+    names.retain(|n| !n.is_empty());
+    names
 }

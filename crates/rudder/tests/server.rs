@@ -4,116 +4,37 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-const READY: &str = "rudder server running";
+use std::process::Command;
 
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .arg("server")
-            .args(args)
-            .env("RUDDER_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = forward_lines(child.stderr.take().unwrap());
-        Self {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Reads the log until a line contains `needle` or the process exits.
-    fn wait_for(&mut self, needle: &str) -> bool {
-        // A hang guard, not a timing assertion.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) {
-            let found = line.contains(needle);
-            self.log.push(line);
-            if found {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        self.log.extend(self.lines.iter());
-        status
-    }
-
-    fn log_text(&self) -> String {
-        self.log.join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn db_file(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("server").join("db").join("state.redb")
-}
+use common::{Cluster, READY, Server, db_file};
 
 #[test]
 fn server_keeps_its_store_in_the_data_dir_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
+    let mut cluster = Cluster::start(&[]);
+    let data_dir = cluster.dir.path().join("data");
     let data = data_dir.to_str().unwrap();
-
-    let mut server = Server::start(&["--data-dir", data, "--disable-agent"]);
-    assert!(
-        server.wait_for(READY),
-        "server did not start:\n{}",
-        server.log_text()
-    );
     assert!(
         db_file(&data_dir).is_file(),
         "no store under {data}/server/db"
     );
+    assert!(cluster.kubeconfig.is_file(), "no kubeconfig once serving");
+    assert!(data_dir.join("admin.kubeconfig").is_file());
 
     // A second server on the same data dir is refused with a clear error.
+    let port = rudder_testing::free_port().unwrap().to_string();
+    let kc = cluster.dir.path().join("second.yaml");
     let second = Command::new(env!("CARGO_BIN_EXE_rudder"))
-        .args(["server", "--data-dir", data, "--disable-agent"])
+        .args([
+            "server",
+            "--data-dir",
+            data,
+            "--disable-agent",
+            "--https-listen-port",
+            &port,
+        ])
+        .args(["--write-kubeconfig", kc.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -124,46 +45,71 @@ fn server_keeps_its_store_in_the_data_dir_and_stops_cleanly_on_sigterm() {
         err.contains(&db_file(&data_dir).display().to_string()),
         "{err}"
     );
+    assert!(!kc.exists(), "the refused server wrote a kubeconfig");
 
-    let status = server.terminate();
-    assert!(status.success(), "exit {status}:\n{}", server.log_text());
+    let status = cluster.server.terminate();
     assert!(
-        server.log_text().contains("stopped cleanly"),
+        status.success(),
+        "exit {status}:\n{}",
+        cluster.server.log_text()
+    );
+    assert!(
+        cluster.server.log_text().contains("stopped cleanly"),
         "{}",
-        server.log_text()
+        cluster.server.log_text()
     );
+}
 
-    // The store reopens after the clean stop.
-    let mut again = Server::start(&["--data-dir", data, "--disable-agent"]);
-    assert!(
-        again.wait_for(READY),
-        "restart failed:\n{}",
-        again.log_text()
+#[test]
+fn a_restart_keeps_the_data_and_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().to_path_buf();
+    let mut first = Cluster::start_in(dir, &[]);
+    first.ok(27, &["create", "namespace", "kept"]);
+    let old_kubeconfig = std::fs::read_to_string(&first.kubeconfig).unwrap();
+    assert!(first.server.terminate().success());
+
+    // Same data dir, new port: the first kubeconfig's CA still verifies.
+    let second = Cluster::start_in(first.dir, &[]);
+    assert_eq!(second.dir.path(), keep);
+    let new_kubeconfig = std::fs::read_to_string(&second.kubeconfig).unwrap();
+    let ca = |k: &str| {
+        k.lines()
+            .find(|l| l.contains("certificate-authority-data"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        ca(&old_kubeconfig),
+        ca(&new_kubeconfig),
+        "the CA was regenerated"
     );
-    assert!(again.terminate().success());
+    assert!(
+        second
+            .ok(27, &["get", "namespace", "kept", "-o", "name"])
+            .contains("namespace/kept")
+    );
 }
 
 #[test]
 fn server_with_datastore_endpoint_uses_etcd_and_no_local_store() {
     let etcd = rudder_testing::EtcdServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let mut server = Server::start(&["--data-dir", data, "--datastore-endpoint", etcd.endpoint()]);
+    let cluster = Cluster::start(&["--datastore-endpoint", etcd.endpoint()]);
     assert!(
-        server.wait_for(READY),
-        "server did not start:\n{}",
-        server.log_text()
-    );
-    assert!(
-        server.log_text().contains("connected to etcd"),
+        cluster.server.log_text().contains("connected to etcd"),
         "{}",
-        server.log_text()
+        cluster.server.log_text()
     );
     assert!(
-        !db_file(dir.path()).exists(),
+        !db_file(&cluster.dir.path().join("data")).exists(),
         "an embedded store was created next to etcd"
     );
-    assert!(server.terminate().success(), "{}", server.log_text());
+    cluster.ok(27, &["create", "namespace", "in-etcd"]);
+    assert!(
+        cluster
+            .ok(27, &["get", "namespaces", "-o", "name"])
+            .contains("namespace/in-etcd")
+    );
 }
 
 #[test]
@@ -173,6 +119,10 @@ fn unreachable_etcd_fails_with_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_rudder"))
         .args(["server", "--data-dir", dir.path().to_str().unwrap()])
         .args(["--datastore-endpoint", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--write-kubeconfig",
+            dir.path().join("k.yaml").to_str().unwrap(),
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -181,5 +131,28 @@ fn unreachable_etcd_fails_with_a_clear_error() {
     assert!(
         err.contains(&format!("127.0.0.1:{port}")),
         "the error names the endpoint: {err}"
+    );
+}
+
+#[test]
+fn server_refuses_a_busy_port_clearly() {
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&[
+        "--data-dir",
+        dir.path().join("d").to_str().unwrap(),
+        "--https-listen-port",
+        &port,
+        "--write-kubeconfig",
+        dir.path().join("k.yaml").to_str().unwrap(),
+    ]);
+    assert!(!server.wait_for(READY));
+    assert!(
+        server
+            .log_text()
+            .contains(&format!("binding 0.0.0.0:{port}")),
+        "{}",
+        server.log_text()
     );
 }

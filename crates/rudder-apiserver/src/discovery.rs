@@ -1,0 +1,151 @@
+//! Legacy discovery (`/api`, `/apis`, per group-version resource lists)
+//! and `/version`, built from the registry. Legacy discovery serves every
+//! kubectl from 1.27 to 1.33 (they fall back from aggregated discovery when
+//! the response is plain JSON).
+
+use rudder_api::registry::{self, RESOURCES, VERBS};
+use serde_json::{Value, json};
+
+/// The Kubernetes version Rudder speaks; its minor picks the kubectl.
+pub(crate) const KUBE_MAJOR: &str = "1";
+pub(crate) const KUBE_MINOR: &str = "33";
+
+pub(crate) fn version() -> Value {
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0+rudder"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "n/a (rudder is written in Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub(crate) fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn group_json(group: &str) -> Value {
+    let versions: Vec<Value> = registry::group_versions()
+        .into_iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": versions.clone(), "preferredVersion": versions[0].clone()})
+}
+
+pub(crate) fn api_group_list() -> Value {
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in registry::group_versions() {
+        if !g.is_empty() && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let groups: Vec<Value> = groups.into_iter().map(group_json).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub(crate) fn api_group(group: &str) -> Option<Value> {
+    registry::group_versions()
+        .iter()
+        .any(|(g, _)| *g == group && !g.is_empty())
+        .then(|| {
+            let mut g = group_json(group);
+            g["kind"] = "APIGroup".into();
+            g["apiVersion"] = "v1".into();
+            g
+        })
+}
+
+pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        resources.push(json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": VERBS,
+            "shortNames": r.short_names,
+            "categories": r.categories,
+            "storageVersionHash": "",
+        }));
+        if r.status {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_what_the_registry_serves() {
+        let core = resource_list("", "v1").unwrap();
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/status")
+        );
+        let groups = api_group_list();
+        let names: Vec<_> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].clone())
+            .collect();
+        assert!(names.contains(&json!("apps")));
+        assert!(
+            !names.contains(&json!("")),
+            "the core group is served under /api"
+        );
+        assert!(resource_list("apps", "v2").is_none());
+        assert!(api_group("nope").is_none());
+        assert_eq!(version()["minor"], "33");
+    }
+}

@@ -1,0 +1,490 @@
+//! Rudder's Kubernetes API server: HTTPS with the cluster CA, client
+//! certificate and bearer token authentication, discovery, `/version` and
+//! health, and the generic verbs (get, list, watch, create, update,
+//! delete) for every kind in `rudder_api::registry`, over the store.
+//!
+//! Start at [`serve`]; requests are routed in [`route`]. Per-kind
+//! behaviour lives in `strategy`, generic storage in `objects`, watches in
+//! `watch`.
+
+mod auth;
+mod discovery;
+mod http;
+mod objects;
+mod pki;
+mod strategy;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ::http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rudder_api::{StatusError, registry};
+use rudder_store::Store;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use auth::{Tokens, User};
+pub use http::rfc3339;
+use http::{Body, Query};
+use objects::{Objects, Target};
+pub use pki::write_atomic;
+
+/// Namespaces that exist from the first start, as in Kubernetes.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server's own state (`tls/` lives under it).
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Admin kubeconfigs to write once the API serves.
+    pub kubeconfigs: Vec<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    /// Extra names and addresses for the serving certificate.
+    pub extra_sans: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("setting up TLS: {0}")]
+    Tls(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("writing the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--token-auth-file {0}")]
+    Tokens(String),
+    #[error("creating the system namespaces: {0}")]
+    Bootstrap(String),
+}
+
+struct State {
+    objects: Objects,
+    tokens: Tokens,
+    server_address: String,
+}
+
+/// A bound API server, ready to [`ApiServer::run`].
+pub struct ApiServer {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets up TLS, creates the system namespaces, binds the port and writes
+/// the admin kubeconfigs (atomically, once the port is bound: their
+/// appearance means the API is ready).
+pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Error> {
+    let tokens = match &config.token_file {
+        Some(path) => Tokens::load(path).map_err(Error::Tokens)?,
+        None => Tokens::default(),
+    };
+    let pki =
+        pki::Pki::load_or_create(&config.dir.join("tls")).map_err(|e| Error::Tls(e.to_string()))?;
+    let mut sans: Vec<String> = [
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sans.push("kubernetes.default.svc.cluster.local".into());
+    sans.push("10.43.0.1".into());
+    sans.extend(config.extra_sans.iter().cloned());
+    let serving = pki
+        .serving_cert(&sans)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let tls = tls_config(&pki, &serving).map_err(Error::Tls)?;
+    let objects = Objects::new(store);
+    bootstrap(&objects)
+        .await
+        .map_err(|e| Error::Bootstrap(e.to_string()))?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let state = Arc::new(State {
+        objects,
+        tokens,
+        server_address: addr.to_string(),
+    });
+
+    let admin = pki
+        .client_cert("admin", Some("system:masters"))
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let kubeconfig = kubeconfig(
+        &format!("https://127.0.0.1:{}", addr.port()),
+        pki.ca_pem(),
+        &admin,
+    );
+    for path in &config.kubeconfigs {
+        write_atomic(path, kubeconfig.as_bytes(), true).map_err(|source| Error::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    tracing::info!(%addr, kubeconfig = ?config.kubeconfigs, "API server listening");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    Ok(ApiServer {
+        listener,
+        acceptor,
+        state,
+        addr,
+    })
+}
+
+impl ApiServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Self {
+            listener,
+            acceptor,
+            state,
+            ..
+        } = self;
+        serve_loop(listener, acceptor, state, shutdown).await;
+    }
+}
+
+async fn serve_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| auth::user_from_cert(c));
+            let service = hyper::service::service_fn(move |req| {
+                let (state, user) = (state.clone(), cert_user.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(state, user, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("API server stopped accepting connections");
+}
+
+fn tls_config(pki: &pki::Pki, serving: &pki::CertKey) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pki.ca_pem().as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    // Client certificates are optional (tokens are the other way in); when
+    // one is sent it must chain to the cluster CA.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| e.to_string())?;
+    let chain: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut serving.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut serving.key_pem.as_bytes())
+        .map_err(|e| e.to_string())?
+        .ok_or("the serving key is missing")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn kubeconfig(server: &str, ca_pem: &str, admin: &pki::CertKey) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(ca_pem),
+        b64(&admin.cert_pem),
+        b64(&admin.key_pem),
+    )
+}
+
+/// Creates the system namespaces that are missing.
+async fn bootstrap(objects: &Objects) -> Result<(), StatusError> {
+    let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
+    let target = Target {
+        resource: nsr,
+        namespace: None,
+        name: None,
+        subresource: None,
+    };
+    for ns in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match objects.create(&target, obj, &Query::default()).await {
+            Ok(_) => tracing::info!(namespace = ns, "created namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    state: Arc<State>,
+    cert_user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let user = cert_user.or_else(|| {
+        let authz = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+        state.tokens.user(authz)
+    });
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match user {
+        None => http::error(&StatusError::unauthorized()),
+        Some(_) => match route(&state, req).await {
+            Ok(resp) => resp,
+            Err(e) => http::error(&e),
+        },
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    resp
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, StatusError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let query = Query::parse(req.uri().query());
+    let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => ok(discovery::version()),
+        ["healthz" | "livez" | "readyz", ..] => Ok(http::text(StatusCode::OK, "ok")),
+        ["api"] => ok(discovery::api_versions(&state.server_address)),
+        ["apis"] => ok(discovery::api_group_list()),
+        ["api", "v1"] => discovery::resource_list("", "v1")
+            .map_or_else(|| Err(StatusError::not_found_path()), ok),
+        ["apis", group] => {
+            discovery::api_group(group).map_or_else(|| Err(StatusError::not_found_path()), ok)
+        }
+        ["apis", group, version] => discovery::resource_list(group, version)
+            .map_or_else(|| Err(StatusError::not_found_path()), ok),
+        ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => Ok(openapi_v2_empty()),
+        ["api", "v1", rest @ ..] => resource(state, req, "", "v1", rest, query).await,
+        ["apis", group, version, rest @ ..] => {
+            let (group, version) = (group.to_string(), version.to_string());
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            resource(state, req, &group, &version, &rest, query).await
+        }
+        _ => Err(StatusError::not_found_path()),
+    }
+}
+
+/// An empty OpenAPI v2 document (a zero-length protobuf): enough for
+/// kubectl's default client-side validation to pass unknown fields through
+/// to the server (see shared/notes/kubectl-protocol.md §4, O2).
+fn openapi_v2_empty() -> Response<Body> {
+    let mut resp = Response::new(http::full(bytes::Bytes::new()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        ::http::HeaderValue::from_static(
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        ),
+    );
+    resp
+}
+
+/// Resolves `[watch/][namespaces/NS/]RESOURCE[/NAME[/SUB]]` under a group-version.
+fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), StatusError> {
+    let (watch_path, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    let find = |plural: &str| {
+        registry::lookup(group, version, plural).ok_or_else(StatusError::not_found_path)
+    };
+    let t = match rest {
+        ["namespaces", ns, plural, more @ ..]
+            if registry::lookup(group, version, plural).is_some_and(|r| r.namespaced) =>
+        {
+            let (name, sub) = match more {
+                [] => (None, None),
+                [name] => (Some(name.to_string()), None),
+                [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
+                _ => return Err(StatusError::not_found_path()),
+            };
+            Target {
+                resource: find(plural)?,
+                namespace: Some(ns.to_string()),
+                name,
+                subresource: sub,
+            }
+        }
+        [plural, more @ ..] => {
+            let (name, sub) = match more {
+                [] => (None, None),
+                [name] => (Some(name.to_string()), None),
+                [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
+                _ => return Err(StatusError::not_found_path()),
+            };
+            Target {
+                resource: find(plural)?,
+                namespace: None,
+                name,
+                subresource: sub,
+            }
+        }
+        [] => return Err(StatusError::not_found_path()),
+    };
+    if let Some(sub) = &t.subresource
+        && !(sub == "status" && t.resource.status)
+    {
+        return Err(StatusError::not_found_path());
+    }
+    Ok((t, watch_path))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, StatusError> {
+    if let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && ct.starts_with("application/vnd.kubernetes.protobuf")
+    {
+        return Err(StatusError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
+    match Limited::new(req.into_body(), http::MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(StatusError::too_large(http::MAX_BODY_BYTES))
+        }
+        Err(e) => Err(StatusError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+async fn resource(
+    state: &State,
+    req: Request<Incoming>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    query: Query,
+) -> Result<Response<Body>, StatusError> {
+    let (t, watch_path) = target(group, version, rest)?;
+    let objects = &state.objects;
+    let method = req.method().clone();
+    let created = |v: Value| Ok(http::json(StatusCode::CREATED, &v));
+    let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
+    if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
+        return Err(StatusError::not_found_path());
+    }
+    match (&method, t.name.clone()) {
+        (&Method::GET, _) if watch_path || query.flag("watch") => {
+            watch::watch(objects, &t, &query).await
+        }
+        (&Method::GET, Some(name)) => ok(objects.get(&t, &name).await?),
+        (&Method::GET, None) => ok(objects.list(&t, &query).await?),
+        (&Method::POST, None) => {
+            if t.resource.namespaced && t.namespace.is_none() {
+                return Err(StatusError::not_found_path());
+            }
+            let body = objects::parse_body(&read_body(req).await?)?;
+            created(objects.create(&t, body, &query).await?)
+        }
+        (&Method::PUT, Some(name)) => {
+            let body = objects::parse_body(&read_body(req).await?)?;
+            ok(objects.update(&t, &name, body, &query).await?)
+        }
+        (&Method::DELETE, Some(name)) => {
+            let raw = read_body(req).await?;
+            let options: Value = if raw.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&raw)
+                    .map_err(|e| StatusError::bad_request(format!("invalid delete options: {e}")))?
+            };
+            ok(objects.delete(&t, &name, &options, &query).await?)
+        }
+        _ => Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
+    }
+}

@@ -1,0 +1,608 @@
+//! Generic object storage and the CRUD verbs, for every kind in the
+//! registry. Objects are stored as JSON without `resourceVersion`; reads
+//! set it from the store's mod revision, as kube-apiserver does on etcd.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rudder_api::selector::{FieldSelector, LabelSelector, supported_fields};
+use rudder_api::validation::{name_rule, validate_metadata};
+use rudder_api::{Resource, StatusError, registry};
+use rudder_store::{Error as StoreError, KeyValue, RangeRequest, Revision, Store};
+use serde_json::{Value, json};
+
+use crate::http::{Query, rfc3339_now};
+use crate::strategy;
+
+/// Where a request points: a resource, maybe in a namespace, maybe one object.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+pub(crate) fn key(r: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if r.namespaced => format!("{}{ns}/{name}", r.storage_prefix()),
+        _ => format!("{}{name}", r.storage_prefix()),
+    }
+}
+
+pub(crate) fn collection_prefix(r: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if r.namespaced => format!("{}{ns}/", r.storage_prefix()),
+        _ => r.storage_prefix(),
+    }
+}
+
+pub(crate) fn store_error(e: StoreError) -> StatusError {
+    match e {
+        StoreError::Compacted {
+            requested,
+            compact_revision,
+        } => StatusError::expired(format!(
+            "too old resource version: {requested} ({compact_revision})"
+        )),
+        StoreError::ValueTooLarge { .. } => StatusError::too_large(rudder_store::MAX_REQUEST_BYTES),
+        other => StatusError::internal(other.to_string()),
+    }
+}
+
+/// Decodes a stored object and sets its resourceVersion.
+pub(crate) fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| StatusError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+pub(crate) fn set_resource_version(obj: &mut Value, rev: Revision) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+fn encode(obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+fn name_of(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?.get("name")?.as_str()
+}
+
+/// Parses a JSON request body into an object.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, StatusError> {
+    let obj: Value = serde_json::from_slice(body).map_err(|e| {
+        StatusError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })?;
+    if !obj.is_object() {
+        return Err(StatusError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    if !obj.get("metadata").is_none_or(Value::is_object) {
+        return Err(StatusError::bad_request("metadata must be an object"));
+    }
+    Ok(obj)
+}
+
+/// Checks that the body's apiVersion/kind (if given) match the URL, and
+/// fills them in when absent.
+fn check_kind(r: &Resource, obj: &mut Value) -> Result<(), StatusError> {
+    let want_av = r.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(av) if av != want_av => {
+            return Err(StatusError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )));
+        }
+        _ => {}
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(kind) if kind != r.kind => {
+            return Err(StatusError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                r.kind
+            )));
+        }
+        _ => {}
+    }
+    obj["apiVersion"] = Value::String(want_av);
+    obj["kind"] = Value::String(r.kind.into());
+    if obj.get("metadata").is_none() {
+        obj["metadata"] = json!({});
+    }
+    Ok(())
+}
+
+fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), StatusError> {
+    if !t.resource.namespaced {
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        return Ok(());
+    }
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    match obj["metadata"].get("namespace").and_then(Value::as_str) {
+        Some(body_ns) if !body_ns.is_empty() && body_ns != ns => Err(StatusError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            obj["metadata"]["namespace"] = Value::String(ns.into());
+            Ok(())
+        }
+    }
+}
+
+fn generate_suffix() -> String {
+    // Kubernetes' alphabet for generated names: no vowels, no confusables.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Objects {
+    store: Arc<dyn Store>,
+}
+
+impl Objects {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) async fn get(&self, t: &Target, name: &str) -> Result<Value, StatusError> {
+        let kv = self
+            .store
+            .get(&key(t.resource, t.namespace.as_deref(), name))
+            .await
+            .map_err(store_error)?;
+        match kv {
+            Some(kv) => decode(&kv),
+            None => Err(StatusError::not_found(t.resource, name)),
+        }
+    }
+
+    /// Refuses writes into a namespace that is missing or being deleted.
+    async fn check_namespace_open(&self, ns: &str) -> Result<(), StatusError> {
+        let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
+        let kv = self
+            .store
+            .get(&key(nsr, None, ns))
+            .await
+            .map_err(store_error)?;
+        let Some(kv) = kv else {
+            return Err(StatusError::not_found(nsr, ns));
+        };
+        let obj = decode(&kv)?;
+        if obj["metadata"].get("deletionTimestamp").is_some()
+            || obj["status"]["phase"] == "Terminating"
+        {
+            return Err(StatusError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn create(
+        &self,
+        t: &Target,
+        mut obj: Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        let r = t.resource;
+        check_kind(r, &mut obj)?;
+        check_namespace(t, &mut obj)?;
+        let meta = &mut obj["metadata"];
+        let prefix = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty());
+        if name_of_meta(meta).is_empty()
+            && let Some(prefix) = prefix
+        {
+            meta["name"] = Value::String(format!("{prefix}{}", generate_suffix()));
+        }
+        let causes = validate_metadata(&obj, name_rule(r.group, r.kind));
+        let name = name_of(&obj).unwrap_or_default().to_string();
+        if !causes.is_empty() {
+            return Err(StatusError::invalid(r, &name, causes));
+        }
+        if let Some(ns) = t.namespace.as_deref().filter(|_| r.namespaced) {
+            self.check_namespace_open(ns).await?;
+        }
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .expect("checked to be an object");
+        meta.remove("resourceVersion");
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert("creationTimestamp".into(), Value::String(rfc3339_now()));
+        strategy::prepare_for_create(r, &mut obj);
+        if strategy::has_generation(&obj) {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        if q.dry_run() {
+            return Ok(obj);
+        }
+        let k = key(r, t.namespace.as_deref(), &name);
+        match self.store.create(&k, encode(&obj)).await {
+            Ok(rev) => {
+                set_resource_version(&mut obj, rev);
+                Ok(obj)
+            }
+            Err(StoreError::AlreadyExists { .. }) => Err(StatusError::already_exists(r, &name)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// PUT: replaces the object (or, for `/status`, only its status).
+    pub(crate) async fn update(
+        &self,
+        t: &Target,
+        name: &str,
+        mut obj: Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        let r = t.resource;
+        check_kind(r, &mut obj)?;
+        check_namespace(t, &mut obj)?;
+        match name_of(&obj) {
+            Some(n) if n != name => {
+                return Err(StatusError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => obj["metadata"]["name"] = Value::String(name.into()),
+        }
+        let causes = validate_metadata(&obj, name_rule(r.group, r.kind));
+        if !causes.is_empty() {
+            return Err(StatusError::invalid(r, name, causes));
+        }
+        let precondition: Option<Revision> =
+            match obj["metadata"].get("resourceVersion") {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.parse().map_err(|_| {
+                    StatusError::bad_request(format!("invalid resourceVersion {s:?}"))
+                })?),
+                _ => None,
+            };
+        let status_only = t.subresource.as_deref() == Some("status");
+        let k = key(r, t.namespace.as_deref(), name);
+        loop {
+            let current = self.store.get(&k).await.map_err(store_error)?;
+            let Some(current) = current else {
+                return Err(StatusError::not_found(r, name));
+            };
+            if precondition.is_some_and(|rv| rv != current.mod_revision) {
+                return Err(StatusError::conflict(r, name));
+            }
+            let old = decode(&current)?;
+            let new = merge_update(r, &old, &obj, status_only);
+            if q.dry_run() {
+                return Ok(new);
+            }
+            match self
+                .store
+                .update(&k, encode(&new), current.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    let mut new = new;
+                    set_resource_version(&mut new, rev);
+                    return Ok(new);
+                }
+                // Someone wrote in between: with a precondition the
+                // client must re-read; without one, retry on the new state.
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => return Err(StatusError::conflict(r, name)),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        t: &Target,
+        name: &str,
+        options: &Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        let r = t.resource;
+        let k = key(r, t.namespace.as_deref(), name);
+        let current = self.store.get(&k).await.map_err(store_error)?;
+        let Some(current) = current else {
+            return Err(StatusError::not_found(r, name));
+        };
+        let obj = decode(&current)?;
+        let pre = &options["preconditions"];
+        if let Some(uid) = pre.get("uid").and_then(Value::as_str)
+            && obj["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(StatusError::conflict(r, name));
+        }
+        if let Some(rv) = pre.get("resourceVersion").and_then(Value::as_str)
+            && rv != current.mod_revision.to_string()
+        {
+            return Err(StatusError::conflict(r, name));
+        }
+        if q.dry_run() {
+            return Ok(obj);
+        }
+        if (r.group, r.kind) == ("", "Namespace") {
+            self.delete_namespace_contents(name).await?;
+        }
+        match self.store.delete(&k, Some(current.mod_revision)).await {
+            Ok(_) => Ok(obj),
+            Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(r, name)),
+            Err(StoreError::NotFound { .. }) => Err(StatusError::not_found(r, name)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Deletes every namespaced object in `ns` (the namespace controller's
+    /// job, done in line until graceful deletion and finalizers exist).
+    async fn delete_namespace_contents(&self, ns: &str) -> Result<(), StatusError> {
+        for r in registry::RESOURCES.iter().filter(|r| r.namespaced) {
+            let prefix = collection_prefix(r, Some(ns));
+            let list = self
+                .store
+                .range(RangeRequest::prefix(prefix))
+                .await
+                .map_err(store_error)?;
+            for kv in list.kvs {
+                match self.store.delete(&kv.key, None).await {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn list(&self, t: &Target, q: &Query) -> Result<Value, StatusError> {
+        let r = t.resource;
+        let filter = Filter::parse(r, q)?;
+        let limit: usize = match q.get("limit") {
+            Some(l) if !l.is_empty() => l
+                .parse()
+                .map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?,
+            _ => 0,
+        };
+        let prefix = collection_prefix(r, t.namespace.as_deref());
+        let (mut revision, mut start_after) = (0, None);
+        if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
+            let (rev, start) = decode_continue(token)?;
+            revision = rev;
+            start_after = Some(start);
+        } else if q.get("resourceVersionMatch") == Some("Exact") {
+            revision = parse_rv(q.get("resourceVersion"))?;
+        }
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        loop {
+            let mut req = RangeRequest::prefix(prefix.clone()).at_revision(revision);
+            if let Some(after) = &start_after {
+                req = req.start_after(after.clone());
+            }
+            if limit > 0 {
+                req = req.limit(limit.saturating_sub(items.len()).max(1));
+            }
+            let page = self.store.range(req).await.map_err(|e| match e {
+                StoreError::Compacted { .. } if start_after.is_some() => StatusError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter.",
+                ),
+                e => store_error(e),
+            })?;
+            if revision == 0 {
+                revision = page.revision;
+            }
+            let last_key = page.kvs.last().map(|kv| kv.key.clone());
+            for kv in &page.kvs {
+                let obj = decode(kv)?;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            if !page.more {
+                break;
+            }
+            start_after = last_key;
+            if limit > 0 && items.len() >= limit {
+                continue_token = start_after.as_ref().map(|k| encode_continue(revision, k));
+                break;
+            }
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(token) = continue_token {
+            metadata["continue"] = Value::String(token);
+        }
+        Ok(json!({
+            "kind": format!("{}List", r.kind),
+            "apiVersion": r.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+}
+
+/// The label and field selectors of a list or watch.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub(crate) fn parse(r: &Resource, q: &Query) -> Result<Self, StatusError> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+            .map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(
+            q.get("fieldSelector").unwrap_or(""),
+            supported_fields(r.group, r.kind),
+        )
+        .map_err(|e| StatusError::bad_request(e.to_string()))?;
+        Ok(Self { labels, fields })
+    }
+
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj["metadata"]["labels"].as_object()) && self.fields.matches(obj)
+    }
+}
+
+fn name_of_meta(meta: &Value) -> &str {
+    meta.get("name").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The stored object after a PUT of `body` onto `old`: server-owned
+/// metadata kept, status or everything-but-status kept as the endpoint says.
+fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> Value {
+    let mut new = if status_only {
+        let mut new = old.clone();
+        new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+        new
+    } else {
+        let mut new = body.clone();
+        if r.status {
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    if let Some(map) = new.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old["metadata"].get(field) {
+                Some(v) => new["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(meta) = new["metadata"].as_object_mut() {
+                        meta.remove(field);
+                    }
+                }
+            }
+        }
+        if strategy::has_generation(&new) && old.get("spec") != new.get("spec") {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        new
+    };
+    if let Some(meta) = new["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    new
+}
+
+fn parse_rv(rv: Option<&str>) -> Result<Revision, StatusError> {
+    match rv {
+        None | Some("") | Some("0") => Ok(0),
+        Some(s) => s
+            .parse()
+            .map_err(|_| StatusError::bad_request(format!("invalid resourceVersion {s:?}"))),
+    }
+}
+
+pub(crate) fn parse_watch_rv(rv: Option<&str>) -> Result<Option<Revision>, StatusError> {
+    Ok(match parse_rv(rv)? {
+        0 => None,
+        n => Some(n),
+    })
+}
+
+fn encode_continue(rev: Revision, start: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), StatusError> {
+    use base64::Engine;
+    let bad = || {
+        StatusError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v["rv"].as_i64().ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
+    Ok((rev, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "/registry/core/pods/default/web");
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/web".into())
+        );
+        assert!(decode_continue("not base64!").is_err());
+        assert!(decode_continue("e30").is_err());
+    }
+
+    #[test]
+    fn update_keeps_server_owned_fields_and_bumps_generation_on_spec_change() {
+        let r = registry::by_kind("apps", "v1", "Deployment").unwrap();
+        let old = json!({"metadata": {"name": "d", "uid": "u1", "creationTimestamp": "t", "generation": 3},
+                         "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let body = json!({"metadata": {"name": "d", "uid": "forged", "resourceVersion": "9"},
+                          "spec": {"replicas": 2}, "status": {"replicas": 99}});
+        let new = merge_update(r, &old, &body, false);
+        assert_eq!(new["metadata"]["uid"], "u1");
+        assert_eq!(new["metadata"]["generation"], 4);
+        assert_eq!(
+            new["status"]["replicas"], 1,
+            "status is kept by the main resource"
+        );
+        assert!(new["metadata"].get("resourceVersion").is_none());
+        let same = merge_update(
+            r,
+            &old,
+            &json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}}),
+            false,
+        );
+        assert_eq!(same["metadata"]["generation"], 3);
+        let status = merge_update(r, &old, &body, true);
+        assert_eq!(
+            (
+                status["spec"]["replicas"].clone(),
+                status["status"]["replicas"].clone()
+            ),
+            (json!(1), json!(99))
+        );
+    }
+}

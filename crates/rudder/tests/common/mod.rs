@@ -1,0 +1,220 @@
+//! Helpers shared by the `rudder` process tests: a server process with its
+//! log, and the real kubectl.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test binary uses a part
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const READY: &str = "rudder server running";
+
+pub struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .arg("server")
+            .args(args)
+            .env("RUDDER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = forward_lines(child.stderr.take().unwrap());
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads the log until a line contains `needle` or the process exits.
+    pub fn wait_for(&mut self, needle: &str) -> bool {
+        // A hang guard, not a timing assertion.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) {
+            let found = line.contains(needle);
+            self.log.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        self.log.extend(self.lines.iter());
+        status
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A `rudder server --disable-agent` on a free port, with its kubeconfig,
+/// its data in a temp dir, and a fresh HOME for kubectl.
+pub struct Cluster {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let port = rudder_testing::free_port().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let data = dir.path().join("data");
+        let port_s = port.to_string();
+        let mut args = vec![
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--disable-agent",
+            "--https-listen-port",
+            &port_s,
+            "--write-kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut server = Server::start(&args);
+        assert!(
+            server.wait_for(READY),
+            "server did not start:\n{}",
+            server.log_text()
+        );
+        Self {
+            server,
+            dir,
+            kubeconfig,
+            port,
+        }
+    }
+
+    /// Runs the kubectl of this minor version (27…33) against the cluster.
+    pub fn kubectl(&self, minor: u32, args: &[&str]) -> Output {
+        self.kubectl_with(minor, &self.kubeconfig, args, None)
+    }
+
+    pub fn kubectl_with(
+        &self,
+        minor: u32,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
+        let home = self.dir.path().join(format!("home-{minor}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Command::new(kubectl_binary(minor));
+        cmd.args(args)
+            .env("HOME", &home)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    pub fn ok(&self, minor: u32, args: &[&str]) -> String {
+        let out = self.kubectl(minor, args);
+        assert!(
+            out.status.success(),
+            "kubectl 1.{minor} {args:?} failed:\n{}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.server.log_text()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// kubectl that must fail; returns its stderr.
+    pub fn fails(&self, minor: u32, args: &[&str]) -> String {
+        let out = self.kubectl(minor, args);
+        assert!(
+            !out.status.success(),
+            "kubectl 1.{minor} {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn apply(&self, minor: u32, yaml: &str) -> String {
+        let out = self.kubectl_with(minor, &self.kubeconfig, &["apply", "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// `kubectl.1.<minor>` beside the file the `kubectl` on PATH resolves to.
+pub fn kubectl_binary(minor: u32) -> PathBuf {
+    let on_path = rudder_testing::find_program("kubectl").expect("kubectl is installed");
+    let real = std::fs::canonicalize(on_path).unwrap();
+    let candidate = real.with_file_name(format!("kubectl.1.{minor}"));
+    assert!(candidate.is_file(), "{} is missing", candidate.display());
+    candidate
+}
+
+pub fn db_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("server").join("db").join("state.redb")
+}
