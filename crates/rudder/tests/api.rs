@@ -1,0 +1,344 @@
+//! The API server driven by the real kubectl, oldest (1.27) and newest
+//! (1.33) supported, each with a fresh HOME.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::Cluster;
+use serde_json::Value;
+
+const VERSIONS: [u32; 2] = [27, 33];
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  labels:
+    app: web
+data:
+  greeting: hello
+";
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn kubectl_reports_the_server_version_and_the_system_namespaces() {
+    let c = Cluster::start(&[]);
+    for v in VERSIONS {
+        let version = c.ok(v, &["version", "-o", "json"]);
+        assert_eq!(json(&version)["serverVersion"]["minor"], "33");
+        let names = c.ok(v, &["get", "namespaces", "-o", "name"]);
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(names.contains(&format!("namespace/{ns}")), "1.{v}: {names}");
+        }
+        let resources = c.ok(v, &["api-resources"]);
+        for line in [
+            "deployments",
+            "deploy",
+            "apps/v1",
+            "Deployment",
+            "configmaps",
+            "cm",
+        ] {
+            assert!(
+                resources.contains(line),
+                "1.{v} api-resources lacks {line}:\n{resources}"
+            );
+        }
+    }
+}
+
+#[test]
+fn apply_get_label_select_and_delete_a_configmap() {
+    let c = Cluster::start(&[]);
+    for v in VERSIONS {
+        assert!(
+            c.apply(v, CONFIGMAP)
+                .contains("configmap/web-config created")
+        );
+        let obj = json(&c.ok(v, &["get", "configmap", "web-config", "-o", "json"]));
+        assert_eq!(obj["data"]["greeting"], "hello");
+        assert_eq!(obj["metadata"]["namespace"], "default");
+        assert!(
+            obj["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| u.len() == 36)
+        );
+        assert!(
+            obj["metadata"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|rv| rv.parse::<u64>().is_ok())
+        );
+        assert!(
+            obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+                .is_string(),
+            "apply's annotation is kept"
+        );
+        // Applying the same file again changes nothing.
+        assert!(c.apply(v, CONFIGMAP).contains("unchanged"));
+
+        assert_eq!(
+            c.ok(v, &["get", "cm", "-l", "app=web", "-o", "name"])
+                .trim(),
+            "configmap/web-config"
+        );
+        assert_eq!(
+            c.ok(v, &["get", "cm", "-l", "app notin (web)", "-o", "name"])
+                .trim(),
+            ""
+        );
+        assert!(c.ok(v, &["delete", "cm", "web-config"]).contains("deleted"));
+        let err = c.fails(v, &["get", "cm", "web-config"]);
+        assert!(err.contains("configmaps \"web-config\" not found"), "{err}");
+    }
+}
+
+#[test]
+fn bad_requests_get_kubernetes_errors() {
+    let c = Cluster::start(&[]);
+    let v = 27;
+    c.ok(v, &["create", "configmap", "dup"]);
+    let err = c.fails(v, &["create", "configmap", "dup"]);
+    assert!(err.contains("configmaps \"dup\" already exists"), "{err}");
+
+    let err = c.fails(v, &["create", "configmap", "Bad_Name"]);
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{err}"
+    );
+
+    let err = c.fails(v, &["create", "configmap", "x", "-n", "missing"]);
+    assert!(err.contains("namespaces \"missing\" not found"), "{err}");
+
+    let err = c.fails(v, &["get", "pods", "--field-selector", "spec.bogus=1"]);
+    assert!(
+        err.contains("field label not supported: spec.bogus"),
+        "{err}"
+    );
+
+    let err = c.fails(v, &["get", "--raw", "/apis/nope/v1"]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+
+    // Wrong kind for the URL.
+    let body = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"}}"#;
+    let path = c.dir.path().join("wrong.json");
+    std::fs::write(&path, body).unwrap();
+    let err = c.fails(
+        v,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("does not match the expected kind"), "{err}");
+
+    // Malformed JSON.
+    std::fs::write(&path, "{not json").unwrap();
+    let err = c.fails(
+        v,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("BadRequest") || err.contains("could not be decoded"),
+        "{err}"
+    );
+}
+
+#[test]
+fn anonymous_requests_are_refused_and_tokens_work() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), "s3cret,alice,1001,\"dev\"\n").unwrap();
+    let c = Cluster::start(&["--token-auth-file", tokens.path().to_str().unwrap()]);
+    let admin = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let ca = admin
+        .lines()
+        .find(|l| l.contains("certificate-authority-data"))
+        .unwrap();
+    let server = format!("https://127.0.0.1:{}", c.port);
+    let base = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n{ca}\n    server: {server}\n  name: c\n\
+         contexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\n"
+    );
+    // Credentials the server does not know (a wrong token, basic auth) are
+    // anonymous, and anonymous requests get 401.
+    for user in ["token: wrong", "username: alice\n    password: pw"] {
+        let anon = c.dir.path().join("anon.yaml");
+        std::fs::write(
+            &anon,
+            format!("{base}users:\n- name: u\n  user:\n    {user}\n"),
+        )
+        .unwrap();
+        let out = c.kubectl_with(27, &anon, &["get", "namespaces"], None);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("You must be logged in to the server"), "{err}");
+    }
+
+    let with_token = c.dir.path().join("token.yaml");
+    std::fs::write(
+        &with_token,
+        format!("{base}users:\n- name: u\n  user:\n    token: s3cret\n"),
+    )
+    .unwrap();
+    let out = c.kubectl_with(33, &with_token, &["get", "namespaces", "-o", "name"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+}
+
+#[test]
+fn lists_paginate_with_continue_tokens() {
+    let c = Cluster::start(&[]);
+    for i in 0..7 {
+        c.ok(27, &["create", "configmap", &format!("cm-{i}")]);
+    }
+    for v in VERSIONS {
+        let names = c.ok(v, &["get", "configmaps", "--chunk-size=2", "-o", "name"]);
+        assert_eq!(names.lines().count(), 7, "1.{v}: {names}");
+    }
+    let page = json(&c.ok(
+        27,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?limit=3",
+        ],
+    ));
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    let rest = json(&c.ok(
+        27,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"),
+        ],
+    ));
+    assert_eq!(rest["items"].as_array().unwrap().len(), 4);
+    assert!(rest["metadata"].get("continue").is_none());
+    assert_eq!(rest["items"][0]["metadata"]["name"], "cm-3");
+    let err = c.fails(
+        27,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?continue=garbage",
+        ],
+    );
+    assert!(err.contains("continue key is not valid"), "{err}");
+}
+
+#[test]
+fn watches_replay_current_state_then_stream_changes() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "configmap", "first"]);
+    let rv = json(&c.ok(27, &["get", "configmap", "first", "-o", "json"]))["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(27, &["create", "configmap", "second"]);
+    c.ok(27, &["delete", "configmap", "first"]);
+
+    // Without a resourceVersion: the current state as ADDED events.
+    let out = c.ok(
+        27,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+        ],
+    );
+    let events: Vec<Value> = out.lines().map(json).collect();
+    assert_eq!(events.len(), 1, "{out}");
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("second"))
+    );
+
+    // From a resourceVersion: every change after it, in order.
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion={rv}"
+    );
+    let out = c.ok(33, &["get", "--raw", &path]);
+    let events: Vec<(String, String)> = out
+        .lines()
+        .map(json)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("ADDED".into(), "second".into()),
+            ("DELETED".into(), "first".into())
+        ]
+    );
+
+    // Selectors apply to watches too.
+    let path = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dnope";
+    assert_eq!(c.ok(27, &["get", "--raw", path]).trim(), "");
+}
+
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "namespace", "team"]);
+    c.ok(27, &["create", "configmap", "inside", "-n", "team"]);
+    c.ok(27, &["create", "configmap", "outside"]);
+    c.ok(33, &["delete", "namespace", "team"]);
+    let err = c.fails(33, &["get", "namespace", "team"]);
+    assert!(err.contains("not found"), "{err}");
+    c.ok(27, &["create", "namespace", "team"]);
+    assert_eq!(
+        c.ok(27, &["get", "configmaps", "-n", "team", "-o", "name"])
+            .trim(),
+        "",
+        "contents survived"
+    );
+    assert_eq!(
+        c.ok(27, &["get", "configmap", "outside", "-o", "name"])
+            .trim(),
+        "configmap/outside"
+    );
+}
+
+#[test]
+fn replace_with_a_stale_resource_version_conflicts() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let mut obj = json(&c.ok(27, &["get", "configmap", "cfg", "-o", "json"]));
+    obj["data"]["a"] = "2".into();
+    let path = c.dir.path().join("cfg.json");
+    std::fs::write(&path, obj.to_string()).unwrap();
+    c.ok(27, &["replace", "-f", path.to_str().unwrap()]);
+    // The same (now stale) resourceVersion again.
+    let err = c.fails(33, &["replace", "-f", path.to_str().unwrap()]);
+    assert!(err.contains("the object has been modified"), "{err}");
+    let now = json(&c.ok(33, &["get", "configmap", "cfg", "-o", "json"]));
+    assert_eq!(now["data"]["a"], "2");
+}
