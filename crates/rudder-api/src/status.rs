@@ -160,6 +160,11 @@ impl StatusError {
         e
     }
 
+    /// 422 without field causes (a patch that cannot be applied).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -473,6 +473,19 @@ async fn resource(
             let body = objects::parse_body(&read_body(req).await?)?;
             ok(objects.update(&t, &name, body, &query).await?)
         }
+        (&Method::PATCH, Some(name)) => {
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let raw = read_body(req).await?;
+            let (obj, created_now) = objects
+                .patch(&t, &name, &content_type, &raw, &query)
+                .await?;
+            if created_now { created(obj) } else { ok(obj) }
+        }
         (&Method::DELETE, Some(name)) => {
             let raw = read_body(req).await?;
             let options: Value = if raw.is_empty() {

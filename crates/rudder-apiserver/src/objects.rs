@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
 use rudder_api::selector::{FieldSelector, LabelSelector, supported_fields};
 use rudder_api::validation::{name_rule, validate_metadata};
 use rudder_api::{Resource, StatusError, registry};
@@ -261,31 +262,97 @@ impl Objects {
         &self,
         t: &Target,
         name: &str,
-        mut obj: Value,
+        obj: Value,
         q: &Query,
     ) -> Result<Value, StatusError> {
+        // A resourceVersion in the body is the client's precondition;
+        // without one the update is unconditional (Kubernetes'
+        // AllowUnconditionalUpdate, true for the built-in kinds).
+        let strict = obj["metadata"]
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        let mut body = obj;
+        if !strict && let Some(meta) = body["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
+        self.modify(t, name, q, strict, |_| Ok(body.clone())).await
+    }
+
+    /// PATCH in one of the formats Kubernetes accepts, by content type.
+    /// An apply patch on a missing object creates it; returns whether it did.
+    pub(crate) async fn patch(
+        &self,
+        t: &Target,
+        name: &str,
+        content_type: &str,
+        raw: &[u8],
+        q: &Query,
+    ) -> Result<(Value, bool), StatusError> {
         let r = t.resource;
-        check_kind(r, &mut obj)?;
-        check_namespace(t, &mut obj)?;
-        match name_of(&obj) {
-            Some(n) if n != name => {
-                return Err(StatusError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
+        let patch: Value = serde_json::from_slice(raw).map_err(|e| {
+            StatusError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })?;
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let kind = match media {
+            "application/json-patch+json" => PatchKind::Json,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" => PatchKind::Strategic,
+            "application/apply-patch+yaml" | "application/apply-patch+json" => PatchKind::Apply,
+            _ => {
+                return Err(StatusError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, \
+                     application/strategic-merge-patch+json (got {media:?})"
                 )));
             }
-            _ => obj["metadata"]["name"] = Value::String(name.into()),
+        };
+        if kind != PatchKind::Json && !patch.is_object() {
+            return Err(StatusError::bad_request(
+                "a merge or apply patch must be a JSON object",
+            ));
         }
-        let causes = validate_metadata(&obj, name_rule(r.group, r.kind));
-        if !causes.is_empty() {
-            return Err(StatusError::invalid(r, name, causes));
-        }
-        let precondition: Option<Revision> =
-            match obj["metadata"].get("resourceVersion") {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.parse().map_err(|_| {
-                    StatusError::bad_request(format!("invalid resourceVersion {s:?}"))
-                })?),
-                _ => None,
+        let strict = patch["metadata"]
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        let apply = |old: &Value| -> Result<Value, StatusError> {
+            let out = match kind {
+                PatchKind::Json => json_patch(old, &patch),
+                PatchKind::Merge => Ok(merge_patch(old, &patch)),
+                PatchKind::Strategic => strategic_merge_patch(r.kind, old, &patch),
+                // Server-side apply, first cut: the applied fields are merged
+                // in; field ownership (managedFields) is not tracked yet.
+                PatchKind::Apply => Ok(merge_patch(old, &patch)),
             };
+            out.map_err(|e| {
+                StatusError::unprocessable(format!("the patch could not be applied: {e}"))
+            })
+        };
+        match self.modify(t, name, q, strict, apply).await {
+            Err(e) if kind == PatchKind::Apply && e.code == 404 && t.subresource.is_none() => {
+                let mut obj = patch.clone();
+                obj["metadata"]["name"] = Value::String(name.into());
+                Ok((self.create(t, obj, q).await?, true))
+            }
+            other => Ok((other?, false)),
+        }
+    }
+
+    /// Read-modify-write with compare-and-swap: `change` maps the current
+    /// object to the requested one, which is checked and stored. With
+    /// `strict`, a resourceVersion in the requested object must match.
+    async fn modify(
+        &self,
+        t: &Target,
+        name: &str,
+        q: &Query,
+        strict: bool,
+        change: impl Fn(&Value) -> Result<Value, StatusError>,
+    ) -> Result<Value, StatusError> {
+        let r = t.resource;
         let status_only = t.subresource.as_deref() == Some("status");
         let k = key(r, t.namespace.as_deref(), name);
         loop {
@@ -293,12 +360,37 @@ impl Objects {
             let Some(current) = current else {
                 return Err(StatusError::not_found(r, name));
             };
-            if precondition.is_some_and(|rv| rv != current.mod_revision) {
+            let old = decode(&current)?;
+            let mut obj = change(&old)?;
+            if !obj.is_object() {
+                return Err(StatusError::bad_request("the result must be a JSON object"));
+            }
+            check_kind(r, &mut obj)?;
+            check_namespace(t, &mut obj)?;
+            match name_of(&obj) {
+                Some(n) if n != name => {
+                    return Err(StatusError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
+                }
+                _ => obj["metadata"]["name"] = Value::String(name.into()),
+            }
+            let causes = validate_metadata(&obj, name_rule(r.group, r.kind));
+            if !causes.is_empty() {
+                return Err(StatusError::invalid(r, name, causes));
+            }
+            if let Some(rv) = obj["metadata"]
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && rv != current.mod_revision.to_string()
+            {
                 return Err(StatusError::conflict(r, name));
             }
-            let old = decode(&current)?;
             let new = merge_update(r, &old, &obj, status_only);
             if q.dry_run() {
+                let mut new = new;
+                set_resource_version(&mut new, current.mod_revision);
                 return Ok(new);
             }
             match self
@@ -311,9 +403,9 @@ impl Objects {
                     set_resource_version(&mut new, rev);
                     return Ok(new);
                 }
-                // Someone wrote in between: with a precondition the
-                // client must re-read; without one, retry on the new state.
-                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                // Someone wrote in between: with a precondition the client
+                // must re-read; without one, apply the change again.
+                Err(StoreError::Conflict { .. }) if !strict => continue,
                 Err(StoreError::Conflict { .. }) => return Err(StatusError::conflict(r, name)),
                 Err(e) => return Err(store_error(e)),
             }
@@ -444,6 +536,14 @@ impl Objects {
             "items": items,
         }))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
 }
 
 /// The label and field selectors of a list or watch.

@@ -342,3 +342,145 @@ fn replace_with_a_stale_resource_version_conflicts() {
     let now = json(&c.ok(33, &["get", "configmap", "cfg", "-o", "json"]));
     assert_eq!(now["data"]["a"], "2");
 }
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        env: [{name: A, value: \"1\"}]
+      - name: sidecar
+        image: busybox:1
+";
+
+#[test]
+fn apply_label_annotate_patch_and_set_image_modify_objects() {
+    let c = Cluster::start(&[]);
+    for v in VERSIONS {
+        c.apply(v, DEPLOYMENT);
+        let generation = |c: &Cluster| {
+            json(&c.ok(v, &["get", "deploy", "web", "-o", "json"]))["metadata"]["generation"]
+                .as_i64()
+                .unwrap()
+        };
+        let g0 = generation(&c);
+        // A changed manifest: client-side apply sends a strategic merge patch.
+        let changed = DEPLOYMENT
+            .replace("replicas: 1", "replicas: 3")
+            .replace("nginx:1.25", "nginx:1.26");
+        assert!(c.apply(v, &changed).contains("configured"));
+        let d = json(&c.ok(v, &["get", "deploy", "web", "-o", "json"]));
+        assert_eq!(d["spec"]["replicas"], 3);
+        let containers = &d["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "nginx:1.26");
+        assert_eq!(
+            containers[0]["env"][0]["name"], "A",
+            "merged by name, not replaced"
+        );
+        assert_eq!(containers[1]["name"], "sidecar");
+        assert_eq!(generation(&c), g0 + 1, "a spec change bumps the generation");
+
+        c.ok(v, &["label", "deploy", "web", "tier=fe", "--overwrite"]);
+        c.ok(v, &["annotate", "deploy", "web", "note=hi", "--overwrite"]);
+        c.ok(
+            v,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "--type=json",
+                "-p",
+                r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+            ],
+        );
+        c.ok(
+            v,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"paused":true}}"#,
+            ],
+        );
+        c.ok(v, &["set", "image", "deploy/web", "sidecar=busybox:2"]);
+        let d = json(&c.ok(v, &["get", "deploy", "web", "-o", "json"]));
+        assert_eq!(d["metadata"]["labels"]["tier"], "fe");
+        assert_eq!(d["metadata"]["annotations"]["note"], "hi");
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(d["spec"]["paused"], true);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][1]["image"],
+            "busybox:2"
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:1.26"
+        );
+
+        c.ok(v, &["label", "deploy", "web", "tier-"]);
+        let d = json(&c.ok(v, &["get", "deploy", "web", "-o", "json"]));
+        assert!(
+            d["metadata"]["labels"].get("tier").is_none(),
+            "a null in a merge patch deletes"
+        );
+
+        let err = c.fails(
+            v,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/nope"}]"#,
+            ],
+        );
+        assert!(err.contains("the patch could not be applied"), "{err}");
+        c.ok(v, &["delete", "deploy", "web"]);
+    }
+}
+
+#[test]
+fn server_side_apply_creates_then_updates() {
+    let c = Cluster::start(&[]);
+    for v in VERSIONS {
+        let out = c.kubectl_with(
+            v,
+            &c.kubeconfig,
+            &["apply", "--server-side", "-f", "-"],
+            Some(CONFIGMAP),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let changed = CONFIGMAP.replace("hello", "bonjour");
+        let out = c.kubectl_with(
+            v,
+            &c.kubeconfig,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&changed),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cm = json(&c.ok(v, &["get", "cm", "web-config", "-o", "json"]));
+        assert_eq!(cm["data"]["greeting"], "bonjour");
+        c.ok(v, &["delete", "cm", "web-config"]);
+    }
+}
