@@ -423,7 +423,7 @@ fn smp_list(
 
 /// Orders `list` as `order` says; items it does not name keep their
 /// relative order after the named ones.
-fn reorder(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
+fn reorder(list: &mut [Value], order: &[Value], strategy: ListStrategy) {
     let id = |v: &Value| -> Value {
         match strategy {
             ListStrategy::MergeKey(key) => v.get(key).cloned().unwrap_or(Value::Null),
