@@ -11,6 +11,8 @@ pub mod patch;
 pub mod registry;
 pub mod selector;
 pub mod status;
+pub mod table;
+pub mod time;
 pub mod validation;
 
 pub use registry::Resource;

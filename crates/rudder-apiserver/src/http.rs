@@ -48,6 +48,39 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     resp
 }
 
+/// What the client asked to get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    /// A `meta.k8s.io` Table, in this apiVersion.
+    Table(&'static str),
+}
+
+/// Picks the first media range of `Accept` the server can produce (JSON is
+/// the fallback: every client lists it).
+pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+    for range in accept.unwrap_or("").split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let param = |k: &str| params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+        if media != "application/json" && media != "*/*" && media != "application/*" {
+            continue;
+        }
+        match (param("as"), param("g"), param("v")) {
+            (Some("Table"), Some("meta.k8s.io"), Some("v1")) => {
+                return Format::Table("meta.k8s.io/v1");
+            }
+            (Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => {
+                return Format::Table("meta.k8s.io/v1beta1");
+            }
+            (None, _, _) => return Format::Json,
+            _ => {}
+        }
+    }
+    Format::Json
+}
+
 /// Decoded query parameters, in order.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Query(Vec<(String, String)>);
@@ -109,44 +142,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// RFC 3339 in UTC with second precision, as Kubernetes writes timestamps.
-pub(crate) fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    rfc3339(secs)
-}
-
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_315_199), "2026-11-22T02:39:59Z");
+    fn accept_picks_tables_when_asked_and_json_otherwise() {
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate(Some(kubectl)), Format::Table("meta.k8s.io/v1"));
+        assert_eq!(
+            negotiate(Some("application/json;as=Table;v=v1beta1;g=meta.k8s.io")),
+            Format::Table("meta.k8s.io/v1beta1")
+        );
+        assert_eq!(negotiate(Some("application/json, */*")), Format::Json);
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+            )),
+            Format::Json
+        );
+        assert_eq!(negotiate(None), Format::Json);
     }
 
     #[test]

@@ -30,7 +30,6 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub use auth::{Tokens, User};
-pub use http::rfc3339;
 use http::{Body, Query};
 use objects::{Objects, Target};
 pub use pki::write_atomic;
@@ -451,6 +450,26 @@ async fn resource(
     let (t, watch_path) = target(group, version, rest)?;
     let objects = &state.objects;
     let method = req.method().clone();
+    let format = http::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let r = t.resource;
+    let as_table = |objs: &[Value], list_meta: Value| match format {
+        http::Format::Table(api_version) => {
+            let opts = rudder_api::table::TableOptions {
+                api_version,
+                include: rudder_api::table::IncludeObject::parse(query.get("includeObject")),
+                with_columns: true,
+                now: rudder_api::time::now(),
+            };
+            Some(rudder_api::table::table(
+                r.group, r.kind, objs, list_meta, &opts,
+            ))
+        }
+        http::Format::Json => None,
+    };
     let created = |v: Value| Ok(http::json(StatusCode::CREATED, &v));
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
     if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
@@ -458,10 +477,18 @@ async fn resource(
     }
     match (&method, t.name.clone()) {
         (&Method::GET, _) if watch_path || query.flag("watch") => {
-            watch::watch(objects, &t, &query).await
+            watch::watch(objects, &t, &query, format).await
         }
-        (&Method::GET, Some(name)) => ok(objects.get(&t, &name).await?),
-        (&Method::GET, None) => ok(objects.list(&t, &query).await?),
+        (&Method::GET, Some(name)) => {
+            let obj = objects.get(&t, &name).await?;
+            let rv = obj["metadata"]["resourceVersion"].clone();
+            ok(as_table(std::slice::from_ref(&obj), json!({"resourceVersion": rv})).unwrap_or(obj))
+        }
+        (&Method::GET, None) => {
+            let list = objects.list(&t, &query).await?;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            ok(as_table(&items, list["metadata"].clone()).unwrap_or(list))
+        }
         (&Method::POST, None) => {
             if t.resource.namespaced && t.namespace.is_none() {
                 return Err(StatusError::not_found_path());

@@ -12,7 +12,9 @@ use rudder_api::{Resource, StatusError, registry};
 use rudder_store::{Error as StoreError, KeyValue, RangeRequest, Revision, Store};
 use serde_json::{Value, json};
 
-use crate::http::{Query, rfc3339_now};
+use rudder_api::time::rfc3339_now;
+
+use crate::http::Query;
 use crate::strategy;
 
 /// Where a request points: a resource, maybe in a namespace, maybe one object.

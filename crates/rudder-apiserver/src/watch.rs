@@ -14,11 +14,12 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rudder_api::StatusError;
+use rudder_api::table::{self, IncludeObject};
 use rudder_store::{Event, EventKind, RangeRequest, WatchStream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::http::{Body, Query};
+use crate::http::{Body, Format, Query};
 use crate::objects::{
     Filter, Objects, Target, collection_prefix, decode, parse_watch_rv, set_resource_version,
     store_error,
@@ -31,6 +32,7 @@ pub(crate) async fn watch(
     objects: &Objects,
     t: &Target,
     q: &Query,
+    format: Format,
 ) -> Result<Response<Body>, StatusError> {
     let r = t.resource;
     let filter = Filter::parse(r, q)?;
@@ -65,7 +67,22 @@ pub(crate) async fn watch(
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(WATCH_BUFFER);
-    tokio::spawn(pump(stream, filter, filter_name, initial, tx, timeout));
+    let render = Render {
+        format,
+        group: r.group,
+        kind: r.kind,
+        include: IncludeObject::parse(q.get("includeObject")),
+        columns_sent: false,
+    };
+    tokio::spawn(pump(
+        stream,
+        filter,
+        filter_name,
+        initial,
+        tx,
+        timeout,
+        render,
+    ));
     let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
@@ -92,6 +109,46 @@ fn line(event: &Value) -> Result<Frame<Bytes>, std::io::Error> {
     Ok(Frame::data(Bytes::from(bytes)))
 }
 
+/// Turns event objects into one-row Tables when the client asked for
+/// Tables; column definitions go with the first event only, as in
+/// Kubernetes.
+struct Render {
+    format: Format,
+    group: &'static str,
+    kind: &'static str,
+    include: IncludeObject,
+    columns_sent: bool,
+}
+
+impl Render {
+    fn event(&mut self, mut event: Value) -> Value {
+        let Format::Table(api_version) = self.format else {
+            return event;
+        };
+        if event["type"] == "ERROR" {
+            return event;
+        }
+        let obj = event["object"].take();
+        let rv = obj["metadata"]["resourceVersion"].clone();
+        let with_columns = !std::mem::replace(&mut self.columns_sent, true);
+        let opts = table::TableOptions {
+            api_version,
+            include: self.include,
+            with_columns,
+            now: rudder_api::time::now(),
+        };
+        let list_meta = json!({"resourceVersion": rv});
+        event["object"] = table::table(
+            self.group,
+            self.kind,
+            std::slice::from_ref(&obj),
+            list_meta,
+            &opts,
+        );
+        event
+    }
+}
+
 async fn pump(
     mut stream: WatchStream,
     filter: Filter,
@@ -99,9 +156,10 @@ async fn pump(
     initial: Vec<Value>,
     tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
     timeout: Option<Duration>,
+    mut render: Render,
 ) {
-    for event in &initial {
-        if tx.send(line(event)).await.is_err() {
+    for event in initial {
+        if tx.send(line(&render.event(event))).await.is_err() {
             return;
         }
     }
@@ -132,7 +190,7 @@ async fn pump(
                 Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
             },
         };
-        if tx.send(line(&out)).await.is_err() {
+        if tx.send(line(&render.event(out))).await.is_err() {
             return;
         }
     }

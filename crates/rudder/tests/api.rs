@@ -484,3 +484,59 @@ fn server_side_apply_creates_then_updates() {
         c.ok(v, &["delete", "cm", "web-config"]);
     }
 }
+
+#[test]
+fn kubectl_get_prints_the_kubernetes_columns() {
+    let c = Cluster::start(&[]);
+    c.ok(
+        27,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1",
+            "--replicas=2",
+        ],
+    );
+    c.ok(
+        27,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+    );
+    for v in VERSIONS {
+        let out = c.ok(v, &["get", "deployments"]);
+        let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+            "1.{v}:\n{out}"
+        );
+        assert!(out.lines().nth(1).unwrap().starts_with("web "), "{out}");
+        assert!(out.contains("0/2"), "{out}");
+
+        let wide = c.ok(v, &["get", "deployments", "-o", "wide"]);
+        assert!(
+            wide.contains("CONTAINERS") && wide.contains("nginx:1") && wide.contains("app=web"),
+            "{wide}"
+        );
+
+        let cms = c.ok(v, &["get", "configmap", "settings"]);
+        let row: Vec<&str> = cms.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(&row[..2], ["settings", "2"], "{cms}");
+
+        let ns = c.ok(v, &["get", "namespaces", "--show-labels"]);
+        assert!(ns.contains("STATUS") && ns.contains("Active"), "{ns}");
+        assert!(
+            ns.contains("kubernetes.io/metadata.name=default"),
+            "labels come from the row metadata:\n{ns}"
+        );
+
+        let all = c.ok(v, &["get", "deployments", "-A"]);
+        assert!(all.starts_with("NAMESPACE"), "{all}");
+    }
+}
