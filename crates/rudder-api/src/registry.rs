@@ -38,6 +38,14 @@ impl Resource {
         }
     }
 
+    /// Served with a `/scale` subresource (autoscaling/v1 Scale).
+    pub fn has_scale(&self) -> bool {
+        matches!(
+            (self.group, self.kind),
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController")
+        )
+    }
+
     /// The store prefix of all objects of this resource.
     pub fn storage_prefix(&self) -> String {
         let group = if self.group.is_empty() {

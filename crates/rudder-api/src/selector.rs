@@ -279,6 +279,55 @@ fn field_value(object: &Value, path: &str) -> String {
     }
 }
 
+/// A `LabelSelector` object (or a plain `map[string]string` selector, as
+/// Services and ReplicationControllers have) in selector syntax.
+pub fn selector_string(sel: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(labels) = sel.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))),
+        );
+    } else if let Some(labels) = sel
+        .as_object()
+        .filter(|m| !m.contains_key("matchExpressions"))
+    {
+        // A Service or ReplicationController selector is a plain map.
+        parts.extend(
+            labels
+                .iter()
+                .filter(|(_, v)| v.is_string())
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))),
+        );
+    }
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap_or(""))
+            .collect();
+        let (key, op) = (
+            e["key"].as_str().unwrap_or(""),
+            e["operator"].as_str().unwrap_or(""),
+        );
+        parts.push(match op {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => format!("{key} {op}"),
+        });
+    }
+    parts.join(",")
+}
+
 /// The field selectors each kind supports beyond `metadata.name` and
 /// `metadata.namespace` (kubernetes/kubernetes pkg/registry/*/strategy.go).
 pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::selector::selector_string;
 use crate::time::{human_duration, parse_rfc3339};
 
 #[derive(Debug, Clone, Copy)]
@@ -256,46 +257,6 @@ fn age(obj: &Value, now: i64) -> Value {
         Some(t) => Value::String(human_duration(now - t)),
         None => Value::String("<unknown>".into()),
     }
-}
-
-fn selector_string(sel: &Value) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(labels) = sel.get("matchLabels").and_then(Value::as_object) {
-        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", s(v))));
-    } else if let Some(labels) = sel
-        .as_object()
-        .filter(|m| !m.contains_key("matchExpressions"))
-    {
-        // A Service or ReplicationController selector is a plain map.
-        parts.extend(
-            labels
-                .iter()
-                .filter(|(_, v)| v.is_string())
-                .map(|(k, v)| format!("{k}={}", s(v))),
-        );
-    }
-    for e in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
-        let (key, op) = (s(&e["key"]), s(&e["operator"]));
-        parts.push(match op {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => format!("{key} {op}"),
-        });
-    }
-    parts.join(",")
 }
 
 fn containers_and_images(pod_spec: &Value) -> (Value, Value) {

@@ -405,6 +405,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     };
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status)
+        && !(sub == "scale" && t.resource.has_scale())
     {
         return Err(StatusError::not_found_path());
     }
@@ -475,6 +476,40 @@ async fn resource(
     if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
         return Err(StatusError::not_found_path());
     }
+    if t.subresource.as_deref() == Some("scale") {
+        let name = t.name.clone().unwrap_or_default();
+        return match method {
+            Method::GET => ok(objects.get_scale(&t, &name).await?),
+            Method::PUT => {
+                let body = objects::parse_body(&read_body(req).await?)?;
+                let strict = body["metadata"]
+                    .get("resourceVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty());
+                ok(objects
+                    .update_scale(&t, &name, &query, strict, |_| Ok(body.clone()))
+                    .await?)
+            }
+            Method::PATCH => {
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let raw = read_body(req).await?;
+                let patch = objects::Patch::parse(&content_type, &raw)?;
+                ok(objects
+                    .update_scale(&t, &name, &query, patch.strict(), |scale| {
+                        patch.apply("Scale", scale)
+                    })
+                    .await?)
+            }
+            _ => Err(StatusError::method_not_allowed(
+                "the scale subresource supports get, update and patch",
+            )),
+        };
+    }
     match (&method, t.name.clone()) {
         (&Method::GET, _) if watch_path || query.flag("watch") => {
             watch::watch(objects, &t, &query, format).await
@@ -508,9 +543,8 @@ async fn resource(
                 .unwrap_or("")
                 .to_string();
             let raw = read_body(req).await?;
-            let (obj, created_now) = objects
-                .patch(&t, &name, &content_type, &raw, &query)
-                .await?;
+            let patch = objects::Patch::parse(&content_type, &raw)?;
+            let (obj, created_now) = objects.patch(&t, &name, &patch, &query).await?;
             if created_now { created(obj) } else { ok(obj) }
         }
         (&Method::DELETE, Some(name)) => {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
-use rudder_api::selector::{FieldSelector, LabelSelector, supported_fields};
+use rudder_api::selector::{FieldSelector, LabelSelector, selector_string, supported_fields};
 use rudder_api::validation::{name_rule, validate_metadata};
-use rudder_api::{Resource, StatusError, registry};
+use rudder_api::{Cause, Resource, StatusError, registry};
 use rudder_store::{Error as StoreError, KeyValue, RangeRequest, Revision, Store};
 use serde_json::{Value, json};
 
@@ -287,60 +287,68 @@ impl Objects {
         &self,
         t: &Target,
         name: &str,
-        content_type: &str,
-        raw: &[u8],
+        patch: &Patch,
         q: &Query,
     ) -> Result<(Value, bool), StatusError> {
-        let r = t.resource;
-        let patch: Value = serde_json::from_slice(raw).map_err(|e| {
-            StatusError::bad_request(format!(
-                "the body of the request could not be decoded as JSON: {e}"
-            ))
-        })?;
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        let kind = match media {
-            "application/json-patch+json" => PatchKind::Json,
-            "application/merge-patch+json" => PatchKind::Merge,
-            "application/strategic-merge-patch+json" => PatchKind::Strategic,
-            "application/apply-patch+yaml" | "application/apply-patch+json" => PatchKind::Apply,
-            _ => {
-                return Err(StatusError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format - accepted media types include: \
-                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, \
-                     application/strategic-merge-patch+json (got {media:?})"
-                )));
-            }
-        };
-        if kind != PatchKind::Json && !patch.is_object() {
-            return Err(StatusError::bad_request(
-                "a merge or apply patch must be a JSON object",
-            ));
-        }
-        let strict = patch["metadata"]
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        let apply = |old: &Value| -> Result<Value, StatusError> {
-            let out = match kind {
-                PatchKind::Json => json_patch(old, &patch),
-                PatchKind::Merge => Ok(merge_patch(old, &patch)),
-                PatchKind::Strategic => strategic_merge_patch(r.kind, old, &patch),
-                // Server-side apply, first cut: the applied fields are merged
-                // in; field ownership (managedFields) is not tracked yet.
-                PatchKind::Apply => Ok(merge_patch(old, &patch)),
-            };
-            out.map_err(|e| {
-                StatusError::unprocessable(format!("the patch could not be applied: {e}"))
-            })
-        };
-        match self.modify(t, name, q, strict, apply).await {
-            Err(e) if kind == PatchKind::Apply && e.code == 404 && t.subresource.is_none() => {
-                let mut obj = patch.clone();
+        let kind = t.resource.kind;
+        match self
+            .modify(t, name, q, patch.strict(), |old| patch.apply(kind, old))
+            .await
+        {
+            Err(e)
+                if patch.kind == PatchKind::Apply && e.code == 404 && t.subresource.is_none() =>
+            {
+                let mut obj = patch.body.clone();
                 obj["metadata"]["name"] = Value::String(name.into());
                 Ok((self.create(t, obj, q).await?, true))
             }
             other => Ok((other?, false)),
         }
+    }
+
+    /// GET of the `/scale` subresource.
+    pub(crate) async fn get_scale(&self, t: &Target, name: &str) -> Result<Value, StatusError> {
+        Ok(to_scale(&self.get(t, name).await?))
+    }
+
+    /// PUT or PATCH of `/scale`: `change` maps the current Scale to the
+    /// requested one; only `spec.replicas` is taken from it.
+    pub(crate) async fn update_scale(
+        &self,
+        t: &Target,
+        name: &str,
+        q: &Query,
+        strict: bool,
+        change: impl Fn(&Value) -> Result<Value, StatusError>,
+    ) -> Result<Value, StatusError> {
+        let main = Target {
+            subresource: None,
+            ..t.clone()
+        };
+        let obj = self
+            .modify(&main, name, q, strict, |old| {
+                let scale = change(&to_scale(old))?;
+                let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
+                if replicas < 0 {
+                    return Err(StatusError::invalid(
+                        t.resource,
+                        name,
+                        vec![Cause::invalid(
+                            "spec.replicas",
+                            &replicas.to_string(),
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
+                }
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                if let Some(rv) = scale["metadata"].get("resourceVersion") {
+                    new["metadata"]["resourceVersion"] = rv.clone();
+                }
+                Ok(new)
+            })
+            .await?;
+        Ok(to_scale(&obj))
     }
 
     /// Read-modify-write with compare-and-swap: `change` maps the current
@@ -548,6 +556,64 @@ enum PatchKind {
     Apply,
 }
 
+/// A PATCH body in one of the formats Kubernetes accepts (by content type).
+#[derive(Debug, Clone)]
+pub(crate) struct Patch {
+    kind: PatchKind,
+    body: Value,
+}
+
+impl Patch {
+    pub(crate) fn parse(content_type: &str, raw: &[u8]) -> Result<Self, StatusError> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let kind = match media {
+            "application/json-patch+json" => PatchKind::Json,
+            "application/merge-patch+json" => PatchKind::Merge,
+            "application/strategic-merge-patch+json" => PatchKind::Strategic,
+            "application/apply-patch+yaml" | "application/apply-patch+json" => PatchKind::Apply,
+            _ => {
+                return Err(StatusError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, \
+                     application/strategic-merge-patch+json (got {media:?})"
+                )));
+            }
+        };
+        let body: Value = serde_json::from_slice(raw).map_err(|e| {
+            StatusError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })?;
+        if kind != PatchKind::Json && !body.is_object() {
+            return Err(StatusError::bad_request(
+                "a merge or apply patch must be a JSON object",
+            ));
+        }
+        Ok(Self { kind, body })
+    }
+
+    /// A resourceVersion in the patch is a precondition.
+    pub(crate) fn strict(&self) -> bool {
+        self.body["metadata"]
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    /// The object after the patch (`kind` picks the strategic merge keys).
+    pub(crate) fn apply(&self, kind: &str, old: &Value) -> Result<Value, StatusError> {
+        let out = match self.kind {
+            PatchKind::Json => json_patch(old, &self.body),
+            PatchKind::Merge => Ok(merge_patch(old, &self.body)),
+            PatchKind::Strategic => strategic_merge_patch(kind, old, &self.body),
+            // Server-side apply, first cut: the applied fields are merged in;
+            // field ownership (managedFields) is not tracked yet.
+            PatchKind::Apply => Ok(merge_patch(old, &self.body)),
+        };
+        out.map_err(|e| StatusError::unprocessable(format!("the patch could not be applied: {e}")))
+    }
+}
+
 /// The label and field selectors of a list or watch.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
@@ -570,6 +636,33 @@ impl Filter {
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj["metadata"]["labels"].as_object()) && self.fields.matches(obj)
     }
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn to_scale(obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let mut scale_meta = json!({});
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = meta.get(field) {
+            scale_meta[field] = v.clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(&obj["spec"]["selector"]),
+        },
+    })
 }
 
 fn name_of_meta(meta: &Value) -> &str {

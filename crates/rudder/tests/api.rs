@@ -540,3 +540,50 @@ fn kubectl_get_prints_the_kubernetes_columns() {
         assert!(all.starts_with("NAMESPACE"), "{all}");
     }
 }
+
+#[test]
+fn kubectl_scale_goes_through_the_scale_subresource() {
+    let c = Cluster::start(&[]);
+    c.ok(
+        27,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1",
+            "--replicas=2",
+        ],
+    );
+    for (v, n) in [(27, "4"), (33, "7")] {
+        c.ok(
+            v,
+            &["scale", "deployment", "web", &format!("--replicas={n}")],
+        );
+        let d = json(&c.ok(v, &["get", "deploy", "web", "-o", "json"]));
+        assert_eq!(d["spec"]["replicas"].to_string(), n);
+    }
+    let scale = json(&c.ok(
+        33,
+        &[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ],
+    ));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 7);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let err = c.fails(
+        27,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps/x/scale",
+        ],
+    );
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+}
