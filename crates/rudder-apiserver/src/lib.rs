@@ -12,6 +12,7 @@ mod discovery;
 mod http;
 mod objects;
 mod pki;
+mod services;
 mod strategy;
 mod watch;
 
@@ -46,8 +47,12 @@ pub struct Config {
     /// Admin kubeconfigs to write once the API serves.
     pub kubeconfigs: Vec<PathBuf>,
     pub token_file: Option<PathBuf>,
-    /// Extra names and addresses for the serving certificate.
+    /// Extra names and addresses for the serving certificate; the first
+    /// non-loopback IPv4 among them is advertised in the `kubernetes`
+    /// Service's endpoints.
     pub extra_sans: Vec<String>,
+    /// Where Service cluster IPs come from (`--service-cidr`).
+    pub service_cidr: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +71,10 @@ pub enum Error {
     },
     #[error("--token-auth-file {0}")]
     Tokens(String),
-    #[error("creating the system namespaces: {0}")]
+    #[error("creating the system namespaces and the kubernetes Service: {0}")]
     Bootstrap(String),
+    #[error("--service-cidr: {0}")]
+    ServiceCidr(String),
 }
 
 struct State {
@@ -119,7 +126,9 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
         .serving_cert(&sans)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let tls = tls_config(&pki, &serving).map_err(Error::Tls)?;
-    let objects = Objects::new(store);
+    let ranges =
+        services::ServiceRanges::parse(&config.service_cidr).map_err(Error::ServiceCidr)?;
+    let objects = Objects::new(store, ranges);
     bootstrap(&objects)
         .await
         .map_err(|e| Error::Bootstrap(e.to_string()))?;
@@ -134,6 +143,15 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
         addr: config.listen,
         source,
     })?;
+    let advertise = config
+        .extra_sans
+        .iter()
+        .filter_map(|s| s.parse::<std::net::Ipv4Addr>().ok())
+        .find(|ip| !ip.is_loopback())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    kubernetes_service(&objects, ranges, advertise, addr.port())
+        .await
+        .map_err(|e| Error::Bootstrap(e.to_string()))?;
     let state = Arc::new(State {
         objects,
         tokens,
@@ -294,6 +312,56 @@ async fn bootstrap(objects: &Objects) -> Result<(), StatusError> {
         }
     }
     Ok(())
+}
+
+/// The `kubernetes` Service in `default`: the first service IP, port 443,
+/// pointing at this API server.
+async fn kubernetes_service(
+    objects: &Objects,
+    ranges: services::ServiceRanges,
+    advertise: std::net::Ipv4Addr,
+    port: u16,
+) -> Result<(), StatusError> {
+    let target = |plural: &str| Target {
+        resource: registry::lookup("", "v1", plural).expect("core resources are registered"),
+        namespace: Some("default".into()),
+        name: None,
+        subresource: None,
+    };
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": ranges.first().to_string(), "type": "ClusterIP",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    });
+    match objects
+        .create(&target("services"), svc, &Query::default())
+        .await
+    {
+        Ok(_) => tracing::info!(ip = %ranges.first(), "created the kubernetes Service"),
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": advertise.to_string()}],
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let t = target("endpoints");
+    match objects
+        .create(&t, endpoints.clone(), &Query::default())
+        .await
+    {
+        Err(e) if e.reason == "AlreadyExists" => {
+            // A restart may listen elsewhere: point the endpoints here.
+            objects
+                .update(&t, "kubernetes", endpoints, &Query::default())
+                .await
+                .map(drop)
+        }
+        other => other.map(drop),
+    }
 }
 
 async fn handle(

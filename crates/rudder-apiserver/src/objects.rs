@@ -9,12 +9,15 @@ use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
 use rudder_api::selector::{FieldSelector, LabelSelector, selector_string, supported_fields};
 use rudder_api::validation::{name_rule, validate_metadata};
 use rudder_api::{Cause, Resource, StatusError, registry};
-use rudder_store::{Error as StoreError, KeyValue, RangeRequest, Revision, Store};
+use rudder_store::{
+    Compare, Error as StoreError, KeyValue, Op, OpResult, RangeRequest, Revision, Store, Txn,
+};
 use serde_json::{Value, json};
 
 use rudder_api::time::rfc3339_now;
 
 use crate::http::Query;
+use crate::services::ServiceRanges;
 use crate::strategy;
 
 /// Where a request points: a resource, maybe in a namespace, maybe one object.
@@ -155,14 +158,18 @@ fn generate_suffix() -> String {
         .collect()
 }
 
+/// Tries at drawing free service IPs and node ports before giving up.
+const ALLOCATION_ATTEMPTS: usize = 8;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Objects {
     store: Arc<dyn Store>,
+    ranges: ServiceRanges,
 }
 
 impl Objects {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub(crate) fn new(store: Arc<dyn Store>, ranges: ServiceRanges) -> Self {
+        Self { store, ranges }
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -242,21 +249,49 @@ impl Objects {
         );
         meta.insert("creationTimestamp".into(), Value::String(rfc3339_now()));
         strategy::prepare_for_create(r, &mut obj);
-        if strategy::has_generation(&obj) {
+        if strategy::has_generation(r) {
             obj["metadata"]["generation"] = json!(1);
         }
-        if q.dry_run() {
-            return Ok(obj);
-        }
         let k = key(r, t.namespace.as_deref(), &name);
-        match self.store.create(&k, encode(&obj)).await {
-            Ok(rev) => {
-                set_resource_version(&mut obj, rev);
-                Ok(obj)
+        // Allocations (service IPs, node ports) are drawn again on a
+        // collision; values the client chose collide every time.
+        for _ in 0..ALLOCATION_ATTEMPTS {
+            let mut candidate = obj.clone();
+            strategy::allocate(r, &self.ranges, &mut candidate)?;
+            if q.dry_run() {
+                return Ok(candidate);
             }
-            Err(StoreError::AlreadyExists { .. }) => Err(StatusError::already_exists(r, &name)),
-            Err(e) => Err(store_error(e)),
+            let reserved = strategy::reservations(r, &candidate);
+            let mut compare = vec![Compare::absent(&k)];
+            compare.extend(reserved.iter().map(Compare::absent));
+            let mut success = vec![Op::Put {
+                key: k.clone(),
+                value: encode(&candidate),
+            }];
+            success.extend(reserved.iter().map(|rk| Op::put(rk.clone(), k.clone())));
+            let txn = Txn {
+                compare,
+                success,
+                failure: vec![Op::Get(k.clone())],
+            };
+            let resp = self.store.txn(txn).await.map_err(store_error)?;
+            if resp.succeeded {
+                set_resource_version(&mut candidate, resp.revision);
+                return Ok(candidate);
+            }
+            if matches!(resp.results.first(), Some(OpResult::Get(Some(_)))) {
+                return Err(StatusError::already_exists(r, &name));
+            }
         }
+        Err(StatusError::invalid(
+            r,
+            &name,
+            vec![Cause::invalid(
+                "spec",
+                "\"\"",
+                "failed to allocate: the requested or drawn cluster IP or node port is already allocated",
+            )],
+        ))
     }
 
     /// PUT: replaces the object (or, for `/status`, only its status).
@@ -397,27 +432,60 @@ impl Objects {
             {
                 return Err(StatusError::conflict(r, name));
             }
-            let new = merge_update(r, &old, &obj, status_only);
+            let mut new = merge_update(r, &old, &obj, status_only);
+            strategy::reallocate(r, &self.ranges, &old, &mut new)?;
             if q.dry_run() {
-                let mut new = new;
                 set_resource_version(&mut new, current.mod_revision);
                 return Ok(new);
             }
-            match self
-                .store
-                .update(&k, encode(&new), current.mod_revision)
-                .await
-            {
-                Ok(rev) => {
-                    let mut new = new;
-                    set_resource_version(&mut new, rev);
-                    return Ok(new);
-                }
+            let (before, after) = (
+                strategy::reservations(r, &old),
+                strategy::reservations(r, &new),
+            );
+            let added: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+            let mut compare = vec![Compare::mod_revision(&k, current.mod_revision)];
+            compare.extend(added.iter().map(|rk| Compare::absent(rk.as_str())));
+            let mut success = vec![Op::Put {
+                key: k.clone(),
+                value: encode(&new),
+            }];
+            success.extend(added.iter().map(|rk| Op::put(rk.as_str(), k.clone())));
+            success.extend(
+                before
+                    .iter()
+                    .filter(|rk| !after.contains(rk))
+                    .map(|rk| Op::Delete(rk.clone())),
+            );
+            let txn = Txn {
+                compare,
+                success,
+                failure: vec![Op::Get(k.clone())],
+            };
+            let resp = self.store.txn(txn).await.map_err(store_error)?;
+            if resp.succeeded {
+                set_resource_version(&mut new, resp.revision);
+                return Ok(new);
+            }
+            let moved = match resp.results.first() {
+                Some(OpResult::Get(Some(now))) => now.mod_revision != current.mod_revision,
+                _ => true,
+            };
+            match (moved, strict) {
                 // Someone wrote in between: with a precondition the client
                 // must re-read; without one, apply the change again.
-                Err(StoreError::Conflict { .. }) if !strict => continue,
-                Err(StoreError::Conflict { .. }) => return Err(StatusError::conflict(r, name)),
-                Err(e) => return Err(store_error(e)),
+                (true, false) => continue,
+                (true, true) => return Err(StatusError::conflict(r, name)),
+                (false, _) => {
+                    return Err(StatusError::invalid(
+                        r,
+                        name,
+                        vec![Cause::invalid(
+                            "spec",
+                            "\"\"",
+                            "provided node port is already allocated",
+                        )],
+                    ));
+                }
             }
         }
     }
@@ -453,12 +521,28 @@ impl Objects {
         if (r.group, r.kind) == ("", "Namespace") {
             self.delete_namespace_contents(name).await?;
         }
-        match self.store.delete(&k, Some(current.mod_revision)).await {
-            Ok(_) => Ok(obj),
-            Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(r, name)),
-            Err(StoreError::NotFound { .. }) => Err(StatusError::not_found(r, name)),
-            Err(e) => Err(store_error(e)),
+        if self.delete_with_reservations(r, &current, &obj).await? {
+            Ok(obj)
+        } else {
+            Err(StatusError::conflict(r, name))
         }
+    }
+
+    /// Deletes a stored object and what it reserved, if it is unchanged.
+    async fn delete_with_reservations(
+        &self,
+        r: &Resource,
+        current: &KeyValue,
+        obj: &Value,
+    ) -> Result<bool, StatusError> {
+        let mut success = vec![Op::Delete(current.key.clone())];
+        success.extend(strategy::reservations(r, obj).into_iter().map(Op::Delete));
+        let txn = Txn {
+            compare: vec![Compare::mod_revision(&current.key, current.mod_revision)],
+            success,
+            failure: vec![],
+        };
+        Ok(self.store.txn(txn).await.map_err(store_error)?.succeeded)
     }
 
     /// Deletes every namespaced object in `ns` (the namespace controller's
@@ -472,10 +556,11 @@ impl Objects {
                 .await
                 .map_err(store_error)?;
             for kv in list.kvs {
-                match self.store.delete(&kv.key, None).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(store_error(e)),
-                }
+                // A concurrent change loses nothing here: the object goes
+                // either way, and one that changed is picked up by the
+                // next namespace deletion.
+                let obj = decode(&kv)?;
+                self.delete_with_reservations(r, &kv, &obj).await?;
             }
         }
         Ok(())
@@ -704,7 +789,7 @@ fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> V
                 }
             }
         }
-        if strategy::has_generation(&new) && old.get("spec") != new.get("spec") {
+        if strategy::has_generation(r) && old.get("spec") != new.get("spec") {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(generation);
         }

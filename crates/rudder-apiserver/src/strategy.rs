@@ -2,7 +2,9 @@
 //! storage code (Kubernetes' `PrepareForCreate` / `PrepareForUpdate`).
 //! Kinds not named here get the generic behaviour.
 
-use rudder_api::Resource;
+use rudder_api::{Resource, StatusError};
+
+use crate::services::{self, ServiceRanges};
 use serde_json::{Value, json};
 
 /// Fills what the server owns on a new object of this kind.
@@ -32,7 +34,58 @@ pub(crate) fn prepare_for_create(r: &Resource, obj: &mut Value) {
 }
 
 /// Whether objects of this kind carry `metadata.generation`, bumped on
-/// every change to their spec.
-pub(crate) fn has_generation(obj: &Value) -> bool {
-    obj.get("spec").is_some()
+/// every change to their spec (the kinds whose Kubernetes strategy sets it).
+pub(crate) fn has_generation(r: &Resource) -> bool {
+    matches!(
+        (r.group, r.kind),
+        (
+            "apps",
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+        ) | ("", "ReplicationController")
+            | ("batch", "Job" | "CronJob")
+            | ("autoscaling", "HorizontalPodAutoscaler")
+            | ("policy", "PodDisruptionBudget")
+            | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+    )
+}
+
+fn is_service(r: &Resource) -> bool {
+    (r.group, r.kind) == ("", "Service")
+}
+
+/// Draws what a new object needs from shared ranges (a Service's cluster IP
+/// and node ports); called again with a fresh copy after a collision.
+pub(crate) fn allocate(
+    r: &Resource,
+    ranges: &ServiceRanges,
+    obj: &mut Value,
+) -> Result<(), StatusError> {
+    if is_service(r) {
+        services::prepare_create(r, ranges, obj)
+    } else {
+        Ok(())
+    }
+}
+
+/// Keeps, checks or draws allocations on an update.
+pub(crate) fn reallocate(
+    r: &Resource,
+    ranges: &ServiceRanges,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), StatusError> {
+    if is_service(r) {
+        services::prepare_update(r, ranges, old, new)
+    } else {
+        Ok(())
+    }
+}
+
+/// The reservation keys an object holds in the store.
+pub(crate) fn reservations(r: &Resource, obj: &Value) -> Vec<String> {
+    if is_service(r) {
+        services::reservations(obj)
+    } else {
+        Vec::new()
+    }
 }

@@ -38,6 +38,12 @@ pub(crate) struct Args {
         env = "RUDDER_KUBECONFIG_OUTPUT"
     )]
     write_kubeconfig: PathBuf,
+    /// Service cluster IPs come from this range; its first address is the kubernetes Service's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Pod IPs come from this range (used by the node agent, once it exists).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// Bearer tokens, in kube-apiserver's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -101,6 +107,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ],
         token_file: args.token_auth_file.clone(),
         extra_sans: host_names(),
+        service_cidr: args.service_cidr.clone(),
     };
     let api = match rudder_apiserver::bind(config, store.clone()).await {
         Ok(api) => api,

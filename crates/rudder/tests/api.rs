@@ -587,3 +587,111 @@ fn kubectl_scale_goes_through_the_scale_subresource() {
         "{err}"
     );
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_once_and_free_them_on_delete() {
+    let c = Cluster::start(&[]);
+    let svc = |name: &str| json(&c.ok(33, &["get", "service", name, "-o", "json"]));
+    let k = svc("kubernetes");
+    assert_eq!(k["spec"]["clusterIP"], "10.43.0.1");
+    assert_eq!(k["spec"]["ports"][0]["port"], 443);
+    let ep = json(&c.ok(33, &["get", "endpoints", "kubernetes", "-o", "json"]));
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], c.port);
+
+    c.ok(
+        27,
+        &["create", "service", "nodeport", "web", "--tcp=80:8080"],
+    );
+    let web = svc("web");
+    let ip = web["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.43."), "{ip}");
+    assert_eq!(web["spec"]["clusterIPs"], serde_json::json!([ip.clone()]));
+    let node_port = web["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(web["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(web["spec"]["sessionAffinity"], "None");
+
+    // A chosen IP is handed out once; deleting its Service frees it.
+    c.ok(
+        27,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "fixed",
+            "--tcp=80",
+            "--clusterip=10.43.0.50",
+        ],
+    );
+    let err = c.fails(
+        27,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "twin",
+            "--tcp=80",
+            "--clusterip=10.43.0.50",
+        ],
+    );
+    assert!(err.contains("already allocated"), "{err}");
+    let err = c.fails(
+        27,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "outside",
+            "--tcp=80",
+            "--clusterip=10.0.0.5",
+        ],
+    );
+    assert!(err.contains("is not in the valid range"), "{err}");
+    c.ok(27, &["delete", "service", "fixed"]);
+    c.ok(
+        27,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "twin",
+            "--tcp=80",
+            "--clusterip=10.43.0.50",
+        ],
+    );
+
+    // The cluster IP cannot change; other edits keep it.
+    let err = c.fails(
+        27,
+        &[
+            "patch",
+            "service",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.43.0.77"}}"#,
+        ],
+    );
+    assert!(err.contains("may not change once set"), "{err}");
+    c.ok(27, &["label", "service", "web", "tier=fe"]);
+    assert_eq!(svc("web")["spec"]["clusterIP"], ip.as_str());
+
+    // Turning a NodePort into a ClusterIP frees the node port.
+    c.ok(
+        27,
+        &[
+            "patch",
+            "service",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"type":"ClusterIP"}}"#,
+        ],
+    );
+    assert!(svc("web")["spec"]["ports"][0].get("nodePort").is_none());
+    let out = c.ok(33, &["get", "services"]);
+    assert!(
+        out.contains("CLUSTER-IP") && out.contains("10.43.0.1"),
+        "{out}"
+    );
+}
