@@ -434,6 +434,41 @@ impl Objects {
             }
             let mut new = merge_update(r, &old, &obj, status_only);
             strategy::reallocate(r, &self.ranges, &old, &mut new)?;
+            if old["metadata"].get("deletionTimestamp").is_some() {
+                let before = finalizers(&old);
+                let added: Vec<&str> = finalizers(&new)
+                    .into_iter()
+                    .filter(|f| !before.contains(f))
+                    .collect();
+                if !added.is_empty() {
+                    let why = format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    );
+                    return Err(StatusError::invalid(
+                        r,
+                        name,
+                        vec![Cause::forbidden("metadata.finalizers", &why)],
+                    ));
+                }
+                // The last finalizer removed from an object being deleted
+                // (without a pending grace period): it goes now.
+                if !has_finalizers(&new)
+                    && new["metadata"]["deletionGracePeriodSeconds"]
+                        .as_i64()
+                        .unwrap_or(0)
+                        == 0
+                    && !q.dry_run()
+                {
+                    if !self.delete_with_reservations(r, &current, &old).await? {
+                        continue;
+                    }
+                    if let Some(ns) = t.namespace.as_deref().filter(|_| r.namespaced) {
+                        self.finish_namespace_if_terminating(ns).await?;
+                    }
+                    set_resource_version(&mut new, current.mod_revision);
+                    return Ok(new);
+                }
+            }
             if q.dry_run() {
                 set_resource_version(&mut new, current.mod_revision);
                 return Ok(new);
@@ -519,12 +554,110 @@ impl Objects {
             return Ok(obj);
         }
         if (r.group, r.kind) == ("", "Namespace") {
-            self.delete_namespace_contents(name).await?;
+            return self.delete_namespace(t, name, current, obj).await;
         }
-        if self.delete_with_reservations(r, &current, &obj).await? {
-            Ok(obj)
-        } else {
-            Err(StatusError::conflict(r, name))
+        let grace = strategy::grace_period(r, &obj, options);
+        if !has_finalizers(&obj) && grace == 0 {
+            if !self.delete_with_reservations(r, &current, &obj).await? {
+                return Err(StatusError::conflict(r, name));
+            }
+            if let Some(ns) = t.namespace.as_deref().filter(|_| r.namespaced) {
+                self.finish_namespace_if_terminating(ns).await?;
+            }
+            return Ok(obj);
+        }
+        if obj["metadata"].get("deletionTimestamp").is_some() {
+            return Ok(obj);
+        }
+        // Graceful deletion or finalizers: mark the object; whoever owns
+        // the finalizers (or the node agent, for a pod) completes it.
+        self.mark_deleted(r, name, &current, obj, grace).await
+    }
+
+    /// Sets deletionTimestamp (and the grace period) on a stored object.
+    async fn mark_deleted(
+        &self,
+        r: &Resource,
+        name: &str,
+        current: &KeyValue,
+        mut obj: Value,
+        grace: i64,
+    ) -> Result<Value, StatusError> {
+        obj["metadata"]["deletionTimestamp"] =
+            rudder_api::time::rfc3339(rudder_api::time::now() + grace).into();
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        match self
+            .store
+            .update(&current.key, encode(&obj), current.mod_revision)
+            .await
+        {
+            Ok(rev) => {
+                set_resource_version(&mut obj, rev);
+                Ok(obj)
+            }
+            Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(r, name)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Namespace deletion: the namespace turns Terminating, what is in it is
+    /// deleted (objects with finalizers or pods on nodes are marked and go
+    /// later), and the namespace goes once it is empty.
+    async fn delete_namespace(
+        &self,
+        t: &Target,
+        name: &str,
+        current: KeyValue,
+        obj: Value,
+    ) -> Result<Value, StatusError> {
+        let mut obj = obj;
+        if obj["metadata"].get("deletionTimestamp").is_none() {
+            obj["status"]["phase"] = "Terminating".into();
+            obj = self
+                .mark_deleted(t.resource, name, &current, obj, 0)
+                .await?;
+        }
+        self.delete_namespace_contents(name).await?;
+        if self.finish_namespace_if_terminating(name).await? {
+            obj["status"]["phase"] = "Terminating".into();
+        }
+        Ok(obj)
+    }
+
+    /// Deletes a terminating namespace that has become empty; returns
+    /// whether it still exists.
+    async fn finish_namespace_if_terminating(&self, ns: &str) -> Result<bool, StatusError> {
+        let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
+        let Some(kv) = self
+            .store
+            .get(&key(nsr, None, ns))
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(false);
+        };
+        let obj = decode(&kv)?;
+        if obj["metadata"].get("deletionTimestamp").is_none() {
+            return Ok(true);
+        }
+        for r in registry::RESOURCES.iter().filter(|r| r.namespaced) {
+            let req = RangeRequest::prefix(collection_prefix(r, Some(ns))).limit(1);
+            if !self
+                .store
+                .range(req)
+                .await
+                .map_err(store_error)?
+                .kvs
+                .is_empty()
+            {
+                return Ok(true);
+            }
+        }
+        match self.store.delete(&kv.key, Some(kv.mod_revision)).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(false),
+            // Changed meanwhile: the next deletion in it tries again.
+            Err(StoreError::Conflict { .. }) => Ok(true),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -556,11 +689,23 @@ impl Objects {
                 .await
                 .map_err(store_error)?;
             for kv in list.kvs {
-                // A concurrent change loses nothing here: the object goes
-                // either way, and one that changed is picked up by the
-                // next namespace deletion.
+                // A concurrent change loses nothing here: an object that
+                // changed meanwhile is picked up by the next deletion.
                 let obj = decode(&kv)?;
-                self.delete_with_reservations(r, &kv, &obj).await?;
+                let grace = strategy::grace_period(r, &obj, &Value::Null);
+                if !has_finalizers(&obj) && grace == 0 {
+                    self.delete_with_reservations(r, &kv, &obj).await?;
+                } else if obj["metadata"].get("deletionTimestamp").is_none() {
+                    let name = obj["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    match self.mark_deleted(r, &name, &kv, obj, grace).await {
+                        Ok(_) => {}
+                        Err(e) if e.code == 409 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Ok(())
@@ -721,6 +866,19 @@ impl Filter {
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj["metadata"]["labels"].as_object()) && self.fields.matches(obj)
     }
+}
+
+fn finalizers(obj: &Value) -> Vec<&str> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    !finalizers(obj).is_empty()
 }
 
 /// The autoscaling/v1 Scale view of a scalable object.

@@ -89,3 +89,27 @@ pub(crate) fn reservations(r: &Resource, obj: &Value) -> Vec<String> {
         Vec::new()
     }
 }
+
+/// Seconds a deletion waits for the object's owner to shut it down: for a
+/// pod on a node, its termination grace period (or the one the delete asks
+/// for); 0 for everything else (Kubernetes' CheckGracefulDelete).
+pub(crate) fn grace_period(r: &Resource, obj: &Value, options: &Value) -> i64 {
+    if (r.group, r.kind) != ("", "Pod") {
+        return 0;
+    }
+    let unscheduled = obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    let default = obj["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(30);
+    options["gracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(default)
+        .max(0)
+}

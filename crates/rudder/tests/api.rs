@@ -695,3 +695,107 @@ fn services_get_cluster_ips_and_node_ports_once_and_free_them_on_delete() {
         "{out}"
     );
 }
+
+const HELD: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: held
+  namespace: team
+  finalizers: [example.com/hold]
+data: {a: \"1\"}
+";
+
+#[test]
+fn finalizers_hold_deletion_until_removed_and_namespaces_wait_for_them() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "namespace", "team"]);
+    c.apply(27, HELD);
+    c.ok(27, &["create", "configmap", "plain", "-n", "team"]);
+
+    c.ok(
+        33,
+        &["delete", "configmap", "held", "-n", "team", "--wait=false"],
+    );
+    let held = json(&c.ok(
+        33,
+        &["get", "configmap", "held", "-n", "team", "-o", "json"],
+    ));
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    let err = c.fails(
+        27,
+        &[
+            "patch",
+            "cm",
+            "held",
+            "-n",
+            "team",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#,
+        ],
+    );
+    assert!(err.contains("no new finalizers can be added"), "{err}");
+
+    // Deleting the namespace deletes what it can and waits for the rest.
+    c.ok(33, &["delete", "namespace", "team", "--wait=false"]);
+    let ns = json(&c.ok(33, &["get", "namespace", "team", "-o", "json"]));
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(
+        c.ok(33, &["get", "configmaps", "-n", "team", "-o", "name"])
+            .trim()
+            == "configmap/held"
+    );
+    let err = c.fails(27, &["create", "configmap", "late", "-n", "team"]);
+    assert!(err.contains("because it is being terminated"), "{err}");
+
+    // Removing the last finalizer completes both deletions.
+    c.ok(
+        27,
+        &[
+            "patch",
+            "cm",
+            "held",
+            "-n",
+            "team",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    assert!(
+        c.fails(33, &["get", "configmap", "held", "-n", "team"])
+            .contains("not found")
+    );
+    assert!(
+        c.fails(33, &["get", "namespace", "team"])
+            .contains("not found")
+    );
+}
+
+#[test]
+fn pods_on_a_node_are_deleted_gracefully_and_unscheduled_ones_at_once() {
+    let c = Cluster::start(&[]);
+    let pod = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  {node}terminationGracePeriodSeconds: 20\n  containers:\n  - name: c\n    image: busybox:1\n"
+        )
+    };
+    c.apply(27, &pod("pending", ""));
+    c.apply(27, &pod("bound", "nodeName: n1\n  "));
+    c.ok(33, &["delete", "pod", "pending", "--wait=false"]);
+    assert!(
+        c.fails(33, &["get", "pod", "pending"])
+            .contains("not found")
+    );
+
+    c.ok(33, &["delete", "pod", "bound", "--wait=false"]);
+    let p = json(&c.ok(33, &["get", "pod", "bound", "-o", "json"]));
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 20);
+    assert!(c.ok(33, &["get", "pods"]).contains("Terminating"));
+    // What the node agent does once the containers are gone: force.
+    c.ok(
+        27,
+        &["delete", "pod", "bound", "--grace-period=0", "--force"],
+    );
+    assert!(c.fails(33, &["get", "pod", "bound"]).contains("not found"));
+}
