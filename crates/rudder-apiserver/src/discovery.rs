@@ -4,6 +4,8 @@
 //! the response is plain JSON).
 
 use rudder_api::registry::{self, RESOURCES, VERBS};
+
+use crate::reviews::REVIEWS;
 use serde_json::{Value, json};
 
 /// The Kubernetes version Rudder speaks; its minor picks the kubectl.
@@ -41,7 +43,7 @@ pub(crate) fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_json(group: &str) -> Value {
-    let versions: Vec<Value> = registry::group_versions()
+    let versions: Vec<Value> = group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -49,9 +51,20 @@ fn group_json(group: &str) -> Value {
     json!({"name": group, "versions": versions.clone(), "preferredVersion": versions[0].clone()})
 }
 
+/// Served group-versions: the registry's and the review APIs'.
+fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut gvs = registry::group_versions();
+    for (g, v, _, _) in REVIEWS {
+        if !gvs.contains(&(*g, *v)) {
+            gvs.push((g, v));
+        }
+    }
+    gvs
+}
+
 pub(crate) fn api_group_list() -> Value {
     let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in registry::group_versions() {
+    for (g, _) in group_versions() {
         if !g.is_empty() && !groups.contains(&g) {
             groups.push(g);
         }
@@ -61,7 +74,7 @@ pub(crate) fn api_group_list() -> Value {
 }
 
 pub(crate) fn api_group(group: &str) -> Option<Value> {
-    registry::group_versions()
+    group_versions()
         .iter()
         .any(|(g, _)| *g == group && !g.is_empty())
         .then(|| {
@@ -109,6 +122,14 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+    }
+    for (_, _, plural, kind) in REVIEWS
+        .iter()
+        .filter(|(g, v, _, _)| *g == group && *v == version)
+    {
+        resources.push(json!({
+            "name": plural, "singularName": "", "namespaced": false, "kind": kind, "verbs": ["create"],
+        }));
     }
     if resources.is_empty() {
         return None;

@@ -12,6 +12,7 @@ mod discovery;
 mod http;
 mod objects;
 mod pki;
+mod reviews;
 mod services;
 mod strategy;
 mod watch;
@@ -377,7 +378,7 @@ async fn handle(
     let path = req.uri().path().to_string();
     let resp = match user {
         None => http::error(&StatusError::unauthorized()),
-        Some(_) => match route(&state, req).await {
+        Some(user) => match route(&state, &user, req).await {
             Ok(resp) => resp,
             Err(e) => http::error(&e),
         },
@@ -386,7 +387,11 @@ async fn handle(
     resp
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, StatusError> {
+async fn route(
+    state: &State,
+    user: &User,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, StatusError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = Query::parse(req.uri().query());
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
@@ -404,6 +409,19 @@ async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         ["apis", group, version] => discovery::resource_list(group, version)
             .map_or_else(|| Err(StatusError::not_found_path()), ok),
         ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => Ok(openapi_v2_empty()),
+        ["apis", group, version, plural]
+            if req.method() == Method::POST
+                && reviews::REVIEWS
+                    .iter()
+                    .any(|r| r.0 == *group && r.1 == *version && r.2 == *plural) =>
+        {
+            let (group, version, plural) =
+                (group.to_string(), version.to_string(), plural.to_string());
+            let body = read_body(req).await?;
+            let answer = reviews::review(&group, &version, &plural, user, &body)
+                .unwrap_or_else(|| Err(StatusError::not_found_path()))?;
+            Ok(http::json(StatusCode::CREATED, &answer))
+        }
         ["api", "v1", rest @ ..] => resource(state, req, "", "v1", rest, query).await,
         ["apis", group, version, rest @ ..] => {
             let (group, version) = (group.to_string(), version.to_string());

@@ -799,3 +799,23 @@ fn pods_on_a_node_are_deleted_gracefully_and_unscheduled_ones_at_once() {
     );
     assert!(c.fails(33, &["get", "pod", "bound"]).contains("not found"));
 }
+
+#[test]
+fn auth_can_i_and_whoami_answer_for_the_caller() {
+    let c = Cluster::start(&[]);
+    // kubectl 1.32+ send these reviews as protobuf, which is not decoded
+    // yet; 1.27 and 1.31 send JSON.
+    for v in [27, 31] {
+        assert_eq!(c.ok(v, &["auth", "can-i", "create", "pods"]).trim(), "yes");
+        let who = c.ok(v, &["auth", "whoami", "-o", "json"]);
+        let who = json(&who);
+        assert_eq!(who["status"]["userInfo"]["username"], "admin");
+        assert!(
+            who["status"]["userInfo"]["groups"]
+                .as_array()
+                .unwrap()
+                .contains(&"system:masters".into())
+        );
+    }
+    assert!(c.ok(27, &["auth", "can-i", "--list"]).contains("*.*"));
+}
