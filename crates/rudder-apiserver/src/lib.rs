@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ::http::{Method, Request, Response, StatusCode, header};
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -378,10 +379,23 @@ async fn handle(
     let path = req.uri().path().to_string();
     let resp = match user {
         None => http::error(&StatusError::unauthorized()),
-        Some(user) => match route(&state, &user, req).await {
-            Ok(resp) => resp,
-            Err(e) => http::error(&e),
-        },
+        Some(user) => {
+            // No input should reach a panic; if one does, the client gets a
+            // 500 and the server goes on.
+            let routed = std::panic::AssertUnwindSafe(route(&state, &user, req))
+                .catch_unwind()
+                .await;
+            match routed {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => http::error(&e),
+                Err(_) => {
+                    tracing::error!(%method, %path, "request handler panicked");
+                    http::error(&StatusError::internal(
+                        "the server failed while handling this request",
+                    ))
+                }
+            }
+        }
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp

@@ -123,10 +123,10 @@ fn check_kind(r: &Resource, obj: &mut Value) -> Result<(), StatusError> {
     }
     obj["apiVersion"] = Value::String(want_av);
     obj["kind"] = Value::String(r.kind.into());
-    if obj.get("metadata").is_none() {
+    if obj.get("metadata").is_none_or(Value::is_null) {
         obj["metadata"] = json!({});
     }
-    Ok(())
+    strategy::check_shape(r, obj)
 }
 
 fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), StatusError> {

@@ -113,3 +113,31 @@ pub(crate) fn grace_period(r: &Resource, obj: &Value, options: &Value) -> i64 {
         .unwrap_or(default)
         .max(0)
 }
+
+/// Refuses objects whose structure the server relies on is wrong: the
+/// top-level sections must be objects, a Service's ports a list of objects.
+/// (Full schema validation comes with the typed kinds.)
+pub(crate) fn check_shape(r: &Resource, obj: &Value) -> Result<(), StatusError> {
+    for field in ["metadata", "spec", "status"] {
+        if let Some(v) = obj.get(field)
+            && !v.is_object()
+            && !v.is_null()
+        {
+            return Err(StatusError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {field} must be an object",
+                r.kind, r.version, r.kind
+            )));
+        }
+    }
+    if is_service(r)
+        && let Some(ports) = obj["spec"].get("ports").filter(|p| !p.is_null())
+        && !ports
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(Value::is_object))
+    {
+        return Err(StatusError::bad_request(
+            "spec.ports must be a list of objects",
+        ));
+    }
+    Ok(())
+}

@@ -819,3 +819,68 @@ fn auth_can_i_and_whoami_answer_for_the_caller() {
     }
     assert!(c.ok(27, &["auth", "can-i", "--list"]).contains("*.*"));
 }
+
+#[test]
+fn malformed_shapes_and_oversized_bodies_are_refused_cleanly() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "configmap", "cfg"]);
+    c.ok(27, &["create", "deployment", "web", "--image=nginx:1"]);
+    for (target, patch) in [
+        (["configmap", "cfg"], r#"{"metadata":5}"#),
+        (["deployment", "web"], r#"{"spec":"five"}"#),
+        (["deployment", "web"], r#"{"status":[1]}"#),
+    ] {
+        let err = c.fails(
+            27,
+            &["patch", target[0], target[1], "--type=merge", "-p", patch],
+        );
+        assert!(err.contains("must be an object"), "{patch}: {err}");
+    }
+    let bad_svc = c.dir.path().join("svc.json");
+    std::fs::write(
+        &bad_svc,
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[5]}}"#,
+    )
+    .unwrap();
+    let err = c.fails(
+        27,
+        &[
+            "create",
+            "-f",
+            bad_svc.to_str().unwrap(),
+            "--validate=false",
+        ],
+    );
+    assert!(
+        err.contains("spec.ports must be a list of objects"),
+        "{err}"
+    );
+
+    // Over 3 MiB: 413, and the server is still there.
+    let big = c.dir.path().join("big.json");
+    let data = "x".repeat(3 * 1024 * 1024 + 10);
+    std::fs::write(&big, format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{data}"}}}}"#)).unwrap();
+    let err = c.fails(
+        27,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            big.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("too large") || err.contains("RequestEntityTooLarge"),
+        "{err}"
+    );
+    assert!(
+        c.ok(33, &["get", "configmap", "cfg", "-o", "name"])
+            .contains("cfg")
+    );
+    assert!(
+        !c.server.log_text().contains("panicked"),
+        "{}",
+        c.server.log_text()
+    );
+}
