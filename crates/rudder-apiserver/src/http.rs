@@ -23,7 +23,14 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub(crate) fn json(status: StatusCode, value: &Value) -> Response<Body> {
     // Serialising a Value cannot fail.
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    json_bytes(
+        status,
+        Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+    )
+}
+
+/// A response of JSON already encoded.
+pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

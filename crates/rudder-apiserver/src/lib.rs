@@ -621,8 +621,13 @@ async fn resource(
         }
         (&Method::GET, None) => {
             let list = objects.list(&t, &query).await?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            ok(as_table(&items, list["metadata"].clone()).unwrap_or(list))
+            match format {
+                http::Format::Json => Ok(http::json_bytes(StatusCode::OK, list.to_json())),
+                http::Format::Table(_) => {
+                    let items = list.values()?;
+                    ok(as_table(&items, list.metadata.clone()).unwrap_or_default())
+                }
+            }
         }
         (&Method::POST, None) => {
             if t.resource.namespaced && t.namespace.is_none() {

@@ -711,7 +711,7 @@ impl Objects {
         Ok(())
     }
 
-    pub(crate) async fn list(&self, t: &Target, q: &Query) -> Result<Value, StatusError> {
+    pub(crate) async fn list(&self, t: &Target, q: &Query) -> Result<List, StatusError> {
         let r = t.resource;
         let filter = Filter::parse(r, q)?;
         let limit: usize = match q.get("limit") {
@@ -751,9 +751,10 @@ impl Objects {
             }
             let last_key = page.kvs.last().map(|kv| kv.key.clone());
             for kv in &page.kvs {
-                let obj = decode(kv)?;
-                if filter.matches(&obj) {
-                    items.push(obj);
+                // Without selectors nothing needs parsing: the stored JSON
+                // goes out as it is, with its resourceVersion spliced in.
+                if filter.is_empty() || filter.matches(&decode(kv)?) {
+                    items.push(with_resource_version(kv)?);
                 }
             }
             if !page.more {
@@ -769,12 +770,78 @@ impl Objects {
         if let Some(token) = continue_token {
             metadata["continue"] = Value::String(token);
         }
-        Ok(json!({
-            "kind": format!("{}List", r.kind),
-            "apiVersion": r.api_version(),
-            "metadata": metadata,
-            "items": items,
-        }))
+        Ok(List {
+            resource: r,
+            metadata,
+            items,
+        })
+    }
+}
+
+/// A list result: the items as JSON documents, ready to send.
+#[derive(Debug)]
+pub(crate) struct List {
+    resource: &'static Resource,
+    pub(crate) metadata: Value,
+    items: Vec<Bytes>,
+}
+
+impl List {
+    /// The `<Kind>List` response body, assembled without re-encoding items.
+    pub(crate) fn to_json(&self) -> Bytes {
+        let r = self.resource;
+        let head = json!({"apiVersion": r.api_version(), "kind": format!("{}List", r.kind), "metadata": self.metadata});
+        let head = serde_json::to_vec(&head).unwrap_or_default();
+        let size: usize = self.items.iter().map(|i| i.len() + 1).sum();
+        let mut out = Vec::with_capacity(head.len() + size + 16);
+        // `{"apiVersion":…,"metadata":{…}` then `,"items":[…]}`.
+        out.extend_from_slice(&head[..head.len() - 1]);
+        out.extend_from_slice(b",\"items\":[");
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        out.extend_from_slice(b"]}");
+        Bytes::from(out)
+    }
+
+    /// The items as JSON values (for Tables).
+    pub(crate) fn values(&self) -> Result<Vec<Value>, StatusError> {
+        self.items
+            .iter()
+            .map(|raw| {
+                serde_json::from_slice(raw)
+                    .map_err(|e| StatusError::internal(format!("re-reading a list item: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// A stored object as JSON with its resourceVersion, without parsing it:
+/// stored objects are serde_json output, whose first `"metadata":{` is the
+/// top-level one (only `apiVersion` and `kind`, plain strings, sort before it).
+fn with_resource_version(kv: &KeyValue) -> Result<Bytes, StatusError> {
+    const META: &[u8] = b"\"metadata\":{";
+    let raw = &kv.value;
+    match raw.windows(META.len()).position(|w| w == META) {
+        Some(at) => {
+            let insert = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
+            let after = at + META.len();
+            let empty = raw.get(after) == Some(&b'}');
+            let mut out = Vec::with_capacity(raw.len() + insert.len() + 1);
+            out.extend_from_slice(&raw[..after]);
+            out.extend_from_slice(insert.as_bytes());
+            if !empty {
+                out.push(b',');
+            }
+            out.extend_from_slice(&raw[after..]);
+            Ok(Bytes::from(out))
+        }
+        None => Ok(Bytes::from(
+            serde_json::to_vec(&decode(kv)?).unwrap_or_default(),
+        )),
     }
 }
 
@@ -861,6 +928,10 @@ impl Filter {
         )
         .map_err(|e| StatusError::bad_request(e.to_string()))?;
         Ok(Self { labels, fields })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
@@ -1000,6 +1071,27 @@ fn decode_continue(token: &str) -> Result<(Revision, String), StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_versions_are_spliced_into_stored_json() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "y"}}, "data": {"metadata": "{"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+        ] {
+            let kv = KeyValue {
+                key: "/k".into(),
+                value: encode(&obj),
+                create_revision: 3,
+                mod_revision: 7,
+                version: 1,
+            };
+            let spliced: Value =
+                serde_json::from_slice(&with_resource_version(&kv).unwrap()).unwrap();
+            let mut want = obj.clone();
+            want["metadata"]["resourceVersion"] = "7".into();
+            assert_eq!(spliced, want);
+        }
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
