@@ -9,6 +9,7 @@
 
 mod auth;
 mod discovery;
+mod events;
 mod http;
 mod objects;
 mod pki;
@@ -55,6 +56,8 @@ pub struct Config {
     pub extra_sans: Vec<String>,
     /// Where Service cluster IPs come from (`--service-cidr`).
     pub service_cidr: String,
+    /// How long events are kept after their last update (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,7 @@ struct State {
 
 /// A bound API server, ready to [`ApiServer::run`].
 pub struct ApiServer {
+    event_ttl: std::time::Duration,
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<State>,
@@ -177,6 +181,7 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     tracing::info!(%addr, kubeconfig = ?config.kubeconfigs, "API server listening");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     Ok(ApiServer {
+        event_ttl: config.event_ttl,
         listener,
         acceptor,
         state,
@@ -195,9 +200,15 @@ impl ApiServer {
             listener,
             acceptor,
             state,
+            event_ttl,
             ..
         } = self;
+        let sweeper = tokio::spawn(events::sweep_forever(
+            state.objects.store().clone(),
+            event_ttl,
+        ));
         serve_loop(listener, acceptor, state, shutdown).await;
+        sweeper.abort();
     }
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct Args {
     /// Pod IPs come from this range (used by the node agent, once it exists).
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// How long events are kept after their last update (kube-apiserver's --event-ttl).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    event_ttl: std::time::Duration,
     /// Bearer tokens, in kube-apiserver's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -108,6 +111,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         token_file: args.token_auth_file.clone(),
         extra_sans: host_names(),
         service_cidr: args.service_cidr.clone(),
+        event_ttl: args.event_ttl,
     };
     let api = match rudder_apiserver::bind(config, store.clone()).await {
         Ok(api) => api,

@@ -884,3 +884,35 @@ fn malformed_shapes_and_oversized_bodies_are_refused_cleanly() {
         c.server.log_text()
     );
 }
+
+#[test]
+fn events_expire_after_the_event_ttl() {
+    let c = Cluster::start(&["--event-ttl", "2s"]);
+    let event = "apiVersion: v1
+kind: Event
+metadata:
+  name: ev1
+involvedObject: {kind: ConfigMap, name: keep, namespace: default}
+reason: Testing
+message: this event expires
+type: Normal
+";
+    c.apply(27, event);
+    c.ok(27, &["create", "configmap", "keep"]);
+    assert!(c.ok(33, &["get", "events", "-o", "name"]).contains("ev1"));
+    // A hang guard, not a timing assertion: the sweeper runs every second.
+    let mut gone = false;
+    for _ in 0..600 {
+        if c.ok(33, &["get", "events", "-o", "name"]).trim().is_empty() {
+            gone = true;
+            break;
+        }
+        #[allow(clippy::disallowed_methods)] // polling a child process from a test
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the event outlived its TTL");
+    assert!(
+        c.ok(33, &["get", "configmap", "keep", "-o", "name"])
+            .contains("keep")
+    );
+}
