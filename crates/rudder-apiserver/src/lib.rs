@@ -11,6 +11,7 @@ mod auth;
 mod discovery;
 mod events;
 mod http;
+mod metrics;
 mod objects;
 mod pki;
 mod reviews;
@@ -84,6 +85,7 @@ pub enum Error {
 
 struct State {
     objects: Objects,
+    metrics: Arc<metrics::Metrics>,
     tokens: Tokens,
     server_address: String,
 }
@@ -134,6 +136,8 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     let tls = tls_config(&pki, &serving).map_err(Error::Tls)?;
     let ranges =
         services::ServiceRanges::parse(&config.service_cidr).map_err(Error::ServiceCidr)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
     let objects = Objects::new(store, ranges);
     bootstrap(&objects)
         .await
@@ -159,6 +163,7 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
         .await
         .map_err(|e| Error::Bootstrap(e.to_string()))?;
     let state = Arc::new(State {
+        metrics,
         objects,
         tokens,
         server_address: addr.to_string(),
@@ -388,6 +393,8 @@ async fn handle(
     });
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let watch = Query::parse(req.uri().query()).flag("watch") || path.contains("/watch/");
+    let started = std::time::Instant::now();
     let resp = match user {
         None => http::error(&StatusError::unauthorized()),
         Some(user) => {
@@ -408,6 +415,10 @@ async fn handle(
             }
         }
     };
+    let (verb, resource) = metrics::labels(&method, &path, watch);
+    state
+        .metrics
+        .request(&verb, &resource, resp.status().as_u16(), started.elapsed());
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
 }
@@ -423,6 +434,14 @@ async fn route(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => ok(discovery::version()),
+        ["metrics"] => {
+            let mut resp = Response::new(http::full(state.metrics.render()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                ::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(resp)
+        }
         ["healthz" | "livez" | "readyz", ..] => Ok(http::text(StatusCode::OK, "ok")),
         ["api"] => ok(discovery::api_versions(&state.server_address)),
         ["apis"] => ok(discovery::api_group_list()),
@@ -623,7 +642,7 @@ async fn resource(
     }
     match (&method, t.name.clone()) {
         (&Method::GET, _) if watch_path || query.flag("watch") => {
-            watch::watch(objects, &t, &query, format).await
+            watch::watch(objects, &t, &query, format, &state.metrics).await
         }
         (&Method::GET, Some(name)) => {
             let obj = objects.get(&t, &name).await?;

@@ -19,7 +19,10 @@ use rudder_store::{Event, EventKind, RangeRequest, WatchStream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use crate::http::{Body, Format, Query};
+use crate::metrics::Metrics;
 use crate::objects::{
     Filter, Objects, Target, collection_prefix, decode, parse_watch_rv, set_resource_version,
     store_error,
@@ -33,6 +36,7 @@ pub(crate) async fn watch(
     t: &Target,
     q: &Query,
     format: Format,
+    metrics: &Arc<Metrics>,
 ) -> Result<Response<Body>, StatusError> {
     let r = t.resource;
     let filter = Filter::parse(r, q)?;
@@ -74,15 +78,11 @@ pub(crate) async fn watch(
         include: IncludeObject::parse(q.get("includeObject")),
         columns_sent: false,
     };
-    tokio::spawn(pump(
-        stream,
-        filter,
-        filter_name,
-        initial,
-        tx,
-        timeout,
-        render,
-    ));
+    let open = metrics.watch_started(r.plural);
+    tokio::spawn(async move {
+        pump(stream, filter, filter_name, initial, tx, timeout, render).await;
+        drop(open);
+    });
     let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;

@@ -916,3 +916,29 @@ type: Normal
             .contains("keep")
     );
 }
+
+#[test]
+fn metrics_count_requests_and_open_watches() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "configmap", "m"]);
+    c.ok(27, &["get", "configmaps"]);
+    let text = c.ok(33, &["get", "--raw", "/metrics"]);
+    assert!(
+        text.contains("# TYPE apiserver_request_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"apiserver_request_total{verb="POST",resource="configmaps",code="201"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"apiserver_request_duration_seconds_count{verb="LIST",resource="configmaps"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"rudder_store_request_duration_seconds_count{operation="txn"}"#),
+        "{text}"
+    );
+}
