@@ -96,6 +96,9 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub port: u16,
+    /// With `RUDDER_TEST_DATASTORE=etcd`, the etcd the server stores in
+    /// (dropped after the server: fields drop in order).
+    pub etcd: Option<rudder_testing::EtcdServer>,
 }
 
 impl Cluster {
@@ -119,6 +122,13 @@ impl Cluster {
             kubeconfig.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
+        // The API suite runs a second time against a real etcd.
+        let etcd = (std::env::var("RUDDER_TEST_DATASTORE").as_deref() == Ok("etcd")
+            && !extra.contains(&"--datastore-endpoint"))
+        .then(|| rudder_testing::EtcdServer::start().unwrap());
+        if let Some(etcd) = &etcd {
+            args.extend_from_slice(&["--datastore-endpoint", etcd.endpoint()]);
+        }
         let mut server = Server::start(&args);
         assert!(
             server.wait_for(READY),
@@ -130,6 +140,7 @@ impl Cluster {
             dir,
             kubeconfig,
             port,
+            etcd,
         }
     }
 
