@@ -135,6 +135,13 @@ impl Cluster {
             "server did not start:\n{}",
             server.log_text()
         );
+        if etcd.is_some() {
+            assert!(
+                server.log_text().contains("connected to etcd"),
+                "{}",
+                server.log_text()
+            );
+        }
         Self {
             server,
             dir,
