@@ -149,6 +149,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn aggregated_discovery_answers_in_the_version_asked_for() {
+        let v133 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(Some(v133)), Some("v2"));
+        let v127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(Some(v127)), Some("v2beta1"));
+        assert_eq!(aggregated_version(Some("application/json, */*")), None);
+        let core = aggregated(true, "v2");
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap()
+            .clone();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["subresources"][0]["subresource"], "status");
+        let groups = aggregated(false, "v2beta1");
+        assert_eq!(groups["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+        assert!(
+            groups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "apps")
+        );
+    }
+
+    #[test]
     fn discovery_lists_what_the_registry_serves() {
         let core = resource_list("", "v1").unwrap();
         let pods = core["resources"]
@@ -181,4 +211,97 @@ mod tests {
         assert!(api_group("nope").is_none());
         assert_eq!(version()["minor"], "33");
     }
+}
+
+/// Which aggregated discovery version the client asked for, if any: the
+/// first `as=APIGroupDiscoveryList` range of its Accept header that names
+/// v2 or v2beta1 (kubectl 1.27-1.29 ask only for v2beta1).
+pub(crate) fn aggregated_version(accept: Option<&str>) -> Option<&'static str> {
+    for range in accept.unwrap_or("").split(',') {
+        let params: Vec<(&str, &str)> = range
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
+        let param = |k: &str| params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+        if param("as") == Some("APIGroupDiscoveryList") && param("g") == Some("apidiscovery.k8s.io")
+        {
+            match param("v") {
+                Some("v2") => return Some("v2"),
+                Some("v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+        if range.trim().starts_with("application/json") && params.is_empty() {
+            return None;
+        }
+    }
+    None
+}
+
+/// The aggregated discovery document for the core group (`core`) or for
+/// every other group.
+pub(crate) fn aggregated(core: bool, version: &str) -> Value {
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in group_versions() {
+        if g.is_empty() == core && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            let versions: Vec<Value> = group_versions()
+                .into_iter()
+                .filter(|(g, _)| g == group)
+                .map(|(g, v)| json!({"version": v, "resources": aggregated_resources(g, v), "freshness": "Current"}))
+                .collect();
+            json!({"metadata": {"name": group}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
+    let kind = |k: &str| json!({"group": group, "version": version, "kind": k});
+    let mut out: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .map(|r| {
+            let mut subresources = Vec::new();
+            if r.status {
+                subresources.push(json!({"subresource": "status", "responseKind": kind(r.kind), "verbs": ["get", "patch", "update"]}));
+            }
+            if r.has_scale() {
+                subresources.push(json!({"subresource": "scale",
+                    "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                    "verbs": ["get", "patch", "update"]}));
+            }
+            json!({
+                "resource": r.plural,
+                "responseKind": kind(r.kind),
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": VERBS,
+                "shortNames": r.short_names,
+                "categories": r.categories,
+                "subresources": subresources,
+            })
+        })
+        .collect();
+    for (_, _, plural, k) in REVIEWS
+        .iter()
+        .filter(|(g, v, _, _)| *g == group && *v == version)
+    {
+        out.push(
+            json!({"resource": plural, "responseKind": kind(k), "scope": "Cluster",
+                        "singularResource": plural.trim_end_matches('s'), "verbs": ["create"]}),
+        );
+    }
+    out
 }

@@ -443,8 +443,31 @@ async fn route(
             Ok(resp)
         }
         ["healthz" | "livez" | "readyz", ..] => Ok(http::text(StatusCode::OK, "ok")),
-        ["api"] => ok(discovery::api_versions(&state.server_address)),
-        ["apis"] => ok(discovery::api_group_list()),
+        ["api" | "apis"] => {
+            let core = segs[0] == "api";
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            match discovery::aggregated_version(accept) {
+                Some(v) => {
+                    let body = bytes::Bytes::from(
+                        serde_json::to_vec(&discovery::aggregated(core, v)).unwrap_or_default(),
+                    );
+                    let mut resp = http::json_bytes(StatusCode::OK, body);
+                    let ct = if v == "v2" {
+                        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+                    } else {
+                        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+                    };
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, ::http::HeaderValue::from_static(ct));
+                    Ok(resp)
+                }
+                None if core => ok(discovery::api_versions(&state.server_address)),
+                None => ok(discovery::api_group_list()),
+            }
+        }
         ["api", "v1"] => discovery::resource_list("", "v1")
             .map_or_else(|| Err(StatusError::not_found_path()), ok),
         ["apis", group] => {
