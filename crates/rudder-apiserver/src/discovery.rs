@@ -144,75 +144,6 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aggregated_discovery_answers_in_the_version_asked_for() {
-        let v133 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(aggregated_version(Some(v133)), Some("v2"));
-        let v127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(aggregated_version(Some(v127)), Some("v2beta1"));
-        assert_eq!(aggregated_version(Some("application/json, */*")), None);
-        let core = aggregated(true, "v2");
-        assert_eq!(core["items"].as_array().unwrap().len(), 1);
-        assert_eq!(core["items"][0]["metadata"]["name"], "");
-        let pods = core["items"][0]["versions"][0]["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["resource"] == "pods")
-            .unwrap()
-            .clone();
-        assert_eq!(pods["scope"], "Namespaced");
-        assert_eq!(pods["subresources"][0]["subresource"], "status");
-        let groups = aggregated(false, "v2beta1");
-        assert_eq!(groups["apiVersion"], "apidiscovery.k8s.io/v2beta1");
-        assert!(
-            groups["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|g| g["metadata"]["name"] == "apps")
-        );
-    }
-
-    #[test]
-    fn discovery_lists_what_the_registry_serves() {
-        let core = resource_list("", "v1").unwrap();
-        let pods = core["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == "pods")
-            .unwrap();
-        assert_eq!(pods["shortNames"], json!(["po"]));
-        assert!(
-            core["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["name"] == "pods/status")
-        );
-        let groups = api_group_list();
-        let names: Vec<_> = groups["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["name"].clone())
-            .collect();
-        assert!(names.contains(&json!("apps")));
-        assert!(
-            !names.contains(&json!("")),
-            "the core group is served under /api"
-        );
-        assert!(resource_list("apps", "v2").is_none());
-        assert!(api_group("nope").is_none());
-        assert_eq!(version()["minor"], "33");
-    }
-}
-
 /// Which aggregated discovery version the client asked for, if any: the
 /// first `as=APIGroupDiscoveryList` range of its Accept header that names
 /// v2 or v2beta1 (kubectl 1.27-1.29 ask only for v2beta1).
@@ -304,4 +235,73 @@ fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_answers_in_the_version_asked_for() {
+        let v133 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(Some(v133)), Some("v2"));
+        let v127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(Some(v127)), Some("v2beta1"));
+        assert_eq!(aggregated_version(Some("application/json, */*")), None);
+        let core = aggregated(true, "v2");
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap()
+            .clone();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["subresources"][0]["subresource"], "status");
+        let groups = aggregated(false, "v2beta1");
+        assert_eq!(groups["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+        assert!(
+            groups["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["metadata"]["name"] == "apps")
+        );
+    }
+
+    #[test]
+    fn discovery_lists_what_the_registry_serves() {
+        let core = resource_list("", "v1").unwrap();
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/status")
+        );
+        let groups = api_group_list();
+        let names: Vec<_> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].clone())
+            .collect();
+        assert!(names.contains(&json!("apps")));
+        assert!(
+            !names.contains(&json!("")),
+            "the core group is served under /api"
+        );
+        assert!(resource_list("apps", "v2").is_none());
+        assert!(api_group("nope").is_none());
+        assert_eq!(version()["minor"], "33");
+    }
 }
