@@ -38,6 +38,19 @@ require_cargo() {
   die "Rust is not installed: install a current stable toolchain with rustup (https://rustup.rs), then run this again"
 }
 
+# The official Kubernetes Python client, in a venv under target/, for the
+# API tests (they find it through RUDDER_TEST_PYTHON).
+require_python_client() {
+  local venv=target/pyclient
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+    say "installing the Kubernetes Python client (pip, into $venv)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check kubernetes
+  fi
+  RUDDER_TEST_PYTHON="$PWD/$venv/bin/python"
+  export RUDDER_TEST_PYTHON
+}
+
 require_nextest() {
   cargo nextest --version >/dev/null 2>&1 && return
   say "installing cargo-nextest from crates.io (one-time, a few minutes)"

@@ -942,3 +942,24 @@ fn metrics_count_requests_and_open_watches() {
         "{text}"
     );
 }
+
+#[test]
+fn the_official_python_client_works() {
+    let python = std::env::var("RUDDER_TEST_PYTHON").expect(
+        "RUDDER_TEST_PYTHON names a Python with the `kubernetes` package: run scripts/test, which installs it",
+    );
+    let c = Cluster::start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("python client: ok"),
+        "{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.server.log_text()
+    );
+}
