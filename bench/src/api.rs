@@ -30,13 +30,9 @@ const WATCHERS: usize = 1000;
 const WATCH_WRITES: usize = 100;
 const LIST_PODS: usize = 10_000;
 
-fn seconds() -> Duration {
-    let secs = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    Duration::from_secs_f64(secs)
-}
+#[path = "common.rs"]
+mod common;
+use common::{seconds, selected};
 
 struct Server {
     child: Child,
@@ -464,13 +460,6 @@ async fn watch_row(server: &Server, peak: &AtomicU64) -> Result<()> {
         percentile_ms(&mut from_start, 99)
     );
     Ok(())
-}
-
-fn selected(name: &str) -> bool {
-    match std::env::var("BENCH_ROWS") {
-        Ok(rows) => rows.split(',').any(|r| name.contains(r.trim())),
-        Err(_) => true,
-    }
 }
 
 #[tokio::main]

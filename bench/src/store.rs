@@ -47,12 +47,21 @@ impl Stats {
     }
 }
 
-fn seconds() -> Duration {
-    let secs = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    Duration::from_secs_f64(secs)
+#[path = "common.rs"]
+mod common;
+use common::{seconds, selected};
+
+/// Joins the timed tasks into one row's figures.
+async fn collect(mut tasks: tokio::task::JoinSet<Vec<Duration>>, start: Instant) -> Stats {
+    let mut latencies = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        latencies.extend(l.unwrap());
+    }
+    Stats {
+        ops: latencies.len(),
+        elapsed: start.elapsed(),
+        latencies,
+    }
 }
 
 fn value() -> Bytes {
@@ -78,15 +87,7 @@ async fn writes(store: Arc<dyn Store>, writers: usize, run: &str) -> Stats {
             lat
         });
     }
-    let mut latencies = Vec::new();
-    while let Some(l) = tasks.join_next().await {
-        latencies.extend(l.unwrap());
-    }
-    Stats {
-        ops: latencies.len(),
-        elapsed: start.elapsed(),
-        latencies,
-    }
+    collect(tasks, start).await
 }
 
 async fn load(store: &Arc<dyn Store>, prefix: &str, n: usize) {
@@ -134,15 +135,7 @@ async fn point_reads(store: Arc<dyn Store>) -> Stats {
             lat
         });
     }
-    let mut latencies = Vec::new();
-    while let Some(l) = tasks.join_next().await {
-        latencies.extend(l.unwrap());
-    }
-    Stats {
-        ops: latencies.len(),
-        elapsed: start.elapsed(),
-        latencies,
-    }
+    collect(tasks, start).await
 }
 
 /// xorshift: enough randomness for picking keys, no dependency.
@@ -226,15 +219,6 @@ struct Row<'a> {
     name: &'a str,
     embedded: Stats,
     etcd: Stats,
-}
-
-/// `BENCH_ROWS=write_64,watch` runs only the rows whose names contain one
-/// of the words.
-fn selected(name: &str) -> bool {
-    match std::env::var("BENCH_ROWS") {
-        Ok(rows) => rows.split(',').any(|r| name.contains(r.trim())),
-        Err(_) => true,
-    }
 }
 
 fn print_row(mut row: Row<'_>) {

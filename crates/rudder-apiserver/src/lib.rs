@@ -514,6 +514,16 @@ fn openapi_v2_empty() -> Response<Body> {
     resp
 }
 
+/// `[NAME[/SUB]]` after a resource in a path.
+fn name_and_subresource(more: &[&str]) -> Result<(Option<String>, Option<String>), StatusError> {
+    match more {
+        [] => Ok((None, None)),
+        [name] => Ok((Some(name.to_string()), None)),
+        [name, sub] => Ok((Some(name.to_string()), Some(sub.to_string()))),
+        _ => Err(StatusError::not_found_path()),
+    }
+}
+
 /// Resolves `[watch/][namespaces/NS/]RESOURCE[/NAME[/SUB]]` under a group-version.
 fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), StatusError> {
     let (watch_path, rest) = match rest {
@@ -527,12 +537,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
         ["namespaces", ns, plural, more @ ..]
             if registry::lookup(group, version, plural).is_some_and(|r| r.namespaced) =>
         {
-            let (name, sub) = match more {
-                [] => (None, None),
-                [name] => (Some(name.to_string()), None),
-                [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
-                _ => return Err(StatusError::not_found_path()),
-            };
+            let (name, sub) = name_and_subresource(more)?;
             Target {
                 resource: find(plural)?,
                 namespace: Some(ns.to_string()),
@@ -541,12 +546,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
             }
         }
         [plural, more @ ..] => {
-            let (name, sub) = match more {
-                [] => (None, None),
-                [name] => (Some(name.to_string()), None),
-                [name, sub] => (Some(name.to_string()), Some(sub.to_string())),
-                _ => return Err(StatusError::not_found_path()),
-            };
+            let (name, sub) = name_and_subresource(more)?;
             Target {
                 resource: find(plural)?,
                 namespace: None,

@@ -129,30 +129,12 @@ fn bad_requests_get_kubernetes_errors() {
     let body = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"}}"#;
     let path = c.dir.path().join("wrong.json");
     std::fs::write(&path, body).unwrap();
-    let err = c.fails(
-        v,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/configmaps",
-            "-f",
-            path.to_str().unwrap(),
-        ],
-    );
+    let err = c.fails_posting(v, "/api/v1/namespaces/default/configmaps", &path);
     assert!(err.contains("does not match the expected kind"), "{err}");
 
     // Malformed JSON.
     std::fs::write(&path, "{not json").unwrap();
-    let err = c.fails(
-        v,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/configmaps",
-            "-f",
-            path.to_str().unwrap(),
-        ],
-    );
+    let err = c.fails_posting(v, "/api/v1/namespaces/default/configmaps", &path);
     assert!(
         err.contains("BadRequest") || err.contains("could not be decoded"),
         "{err}"
@@ -860,16 +842,7 @@ fn malformed_shapes_and_oversized_bodies_are_refused_cleanly() {
     let big = c.dir.path().join("big.json");
     let data = "x".repeat(3 * 1024 * 1024 + 10);
     std::fs::write(&big, format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{data}"}}}}"#)).unwrap();
-    let err = c.fails(
-        27,
-        &[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/default/configmaps",
-            "-f",
-            big.to_str().unwrap(),
-        ],
-    );
+    let err = c.fails_posting(27, "/api/v1/namespaces/default/configmaps", &big);
     assert!(
         err.contains("too large") || err.contains("RequestEntityTooLarge"),
         "{err}"

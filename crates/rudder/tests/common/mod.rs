@@ -213,6 +213,14 @@ impl Cluster {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// `kubectl create --raw URL -f FILE` that must fail; returns stderr.
+    pub fn fails_posting(&self, minor: u32, url: &str, file: &Path) -> String {
+        self.fails(
+            minor,
+            &["create", "--raw", url, "-f", file.to_str().unwrap()],
+        )
+    }
+
     pub fn apply(&self, minor: u32, yaml: &str) -> String {
         let out = self.kubectl_with(minor, &self.kubeconfig, &["apply", "-f", "-"], Some(yaml));
         assert!(
