@@ -433,6 +433,7 @@ impl Objects {
                 return Err(StatusError::conflict(r, name));
             }
             let mut new = merge_update(r, &old, &obj, status_only);
+            rudder_api::defaults::apply(r.group, r.kind, &mut new);
             strategy::reallocate(r, &self.ranges, &old, &mut new)?;
             if old["metadata"].get("deletionTimestamp").is_some() {
                 let before = finalizers(&old);

@@ -31,6 +31,10 @@ pub(crate) fn prepare_for_create(r: &Resource, obj: &mut Value) {
         }
         obj["status"] = json!({"phase": "Active"});
     }
+    rudder_api::defaults::apply(r.group, r.kind, obj);
+    if (r.group, r.kind) == ("", "Pod") {
+        rudder_api::defaults::pod_admission(obj);
+    }
 }
 
 /// Whether objects of this kind carry `metadata.generation`, bumped on

@@ -936,3 +936,41 @@ fn the_official_python_client_works() {
         c.server.log_text()
     );
 }
+
+#[test]
+fn objects_get_kubernetes_defaults() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "deployment", "web", "--image=nginx:1.25"]);
+    let d = json(&c.ok(33, &["get", "deploy", "web", "-o", "json"]));
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    let pod_spec = &d["spec"]["template"]["spec"];
+    assert_eq!(pod_spec["restartPolicy"], "Always");
+    assert_eq!(pod_spec["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert!(
+        c.ok(27, &["describe", "deploy", "web"])
+            .contains("RollingUpdate")
+    );
+
+    c.apply(27, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n");
+    let p = json(&c.ok(33, &["get", "pod", "p", "-o", "json"]));
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(p["status"]["qosClass"], "BestEffort");
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    assert_eq!(
+        p["spec"]["containers"][0]["imagePullPolicy"], "Always",
+        "an untagged image means latest"
+    );
+    let out = c.ok(33, &["get", "pods"]);
+    assert!(out.contains("Pending") && out.contains("0/1"), "{out}");
+
+    c.ok(
+        27,
+        &["create", "secret", "generic", "s", "--from-literal=a=b"],
+    );
+    assert_eq!(
+        json(&c.ok(33, &["get", "secret", "s", "-o", "json"]))["type"],
+        "Opaque"
+    );
+}

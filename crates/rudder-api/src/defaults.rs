@@ -1,0 +1,336 @@
+//! Kubernetes' defaulting for the built-in kinds (k8s.io/kubernetes
+//! pkg/apis/*/v1/defaults.go), on JSON: what the API server fills in when
+//! a client leaves a field out, so `kubectl get -o yaml` shows what it
+//! shows on Kubernetes and controllers can rely on the fields.
+//!
+//! Only fields that are absent are set; a value the client gave is never
+//! replaced. Objects of the wrong shape are left alone (validation reports
+//! them).
+
+use serde_json::{Map, Value, json};
+
+fn obj(v: &mut Value) -> Option<&mut Map<String, Value>> {
+    v.as_object_mut()
+}
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// Applies the defaults of `kind` (in `group`) to `object`.
+pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    match (group, kind) {
+        ("", "Pod") => {
+            if let Some(spec) = object.get_mut("spec") {
+                pod_spec(spec);
+            }
+        }
+        ("", "Secret") => {
+            if let Some(o) = obj(object) {
+                set_default(o, "type", "Opaque".into());
+            }
+        }
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => {
+            if let Some(spec) = object.get_mut("spec").and_then(obj) {
+                set_default(spec, "replicas", 1.into());
+            }
+            template(object.get_mut("spec"));
+        }
+        ("apps", "Deployment") => {
+            if let Some(spec) = object.get_mut("spec").and_then(obj) {
+                set_default(spec, "replicas", 1.into());
+                set_default(spec, "revisionHistoryLimit", 10.into());
+                set_default(spec, "progressDeadlineSeconds", 600.into());
+                set_default(spec, "strategy", json!({}));
+                if let Some(strategy) = spec.get_mut("strategy").and_then(obj) {
+                    set_default(strategy, "type", "RollingUpdate".into());
+                    if strategy.get("type") == Some(&Value::from("RollingUpdate")) {
+                        set_default(strategy, "rollingUpdate", json!({}));
+                        if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(obj) {
+                            set_default(ru, "maxUnavailable", "25%".into());
+                            set_default(ru, "maxSurge", "25%".into());
+                        }
+                    }
+                }
+            }
+            template(object.get_mut("spec"));
+        }
+        ("apps", "StatefulSet") => {
+            if let Some(spec) = object.get_mut("spec").and_then(obj) {
+                set_default(spec, "replicas", 1.into());
+                set_default(spec, "revisionHistoryLimit", 10.into());
+                set_default(spec, "podManagementPolicy", "OrderedReady".into());
+                set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj)
+                    && us.get("type") == Some(&Value::from("RollingUpdate"))
+                {
+                    set_default(us, "rollingUpdate", json!({"partition": 0}));
+                }
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
+            }
+            template(object.get_mut("spec"));
+        }
+        ("apps", "DaemonSet") => {
+            if let Some(spec) = object.get_mut("spec").and_then(obj) {
+                set_default(spec, "revisionHistoryLimit", 10.into());
+                set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj)
+                    && us.get("type") == Some(&Value::from("RollingUpdate"))
+                {
+                    set_default(
+                        us,
+                        "rollingUpdate",
+                        json!({"maxUnavailable": 1, "maxSurge": 0}),
+                    );
+                }
+            }
+            template(object.get_mut("spec"));
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = object.get_mut("spec") {
+                job_spec(spec);
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(spec) = object.get_mut("spec").and_then(obj) {
+                set_default(spec, "concurrencyPolicy", "Allow".into());
+                set_default(spec, "suspend", false.into());
+                set_default(spec, "successfulJobsHistoryLimit", 3.into());
+                set_default(spec, "failedJobsHistoryLimit", 1.into());
+                if let Some(job) = spec.get_mut("jobTemplate").and_then(|t| t.get_mut("spec")) {
+                    job_spec(job);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn job_spec(spec: &mut Value) {
+    if let Some(s) = obj(spec) {
+        let (completions, parallelism) =
+            (s.get("completions").cloned(), s.get("parallelism").cloned());
+        if completions.as_ref().is_none_or(Value::is_null)
+            && parallelism.as_ref().is_none_or(Value::is_null)
+        {
+            s.insert("completions".into(), 1.into());
+        }
+        set_default(s, "parallelism", 1.into());
+        set_default(s, "backoffLimit", 6.into());
+        set_default(s, "completionMode", "NonIndexed".into());
+        set_default(s, "suspend", false.into());
+        set_default(s, "podReplacementPolicy", "TerminatingOrFailed".into());
+        set_default(s, "manualSelector", false.into());
+    }
+    template(Some(spec));
+}
+
+/// `spec.template.spec` of a workload.
+fn template(spec: Option<&mut Value>) {
+    if let Some(pod) = spec
+        .and_then(|s| s.get_mut("template"))
+        .and_then(|t| t.get_mut("spec"))
+    {
+        pod_spec(pod);
+    }
+}
+
+/// SetDefaults_PodSpec and SetDefaults_Container.
+pub fn pod_spec(spec: &mut Value) {
+    let Some(s) = obj(spec) else { return };
+    set_default(s, "dnsPolicy", "ClusterFirst".into());
+    set_default(s, "restartPolicy", "Always".into());
+    set_default(s, "terminationGracePeriodSeconds", 30.into());
+    set_default(s, "securityContext", json!({}));
+    set_default(s, "schedulerName", "default-scheduler".into());
+    set_default(s, "enableServiceLinks", true.into());
+    let host_network = s.get("hostNetwork") == Some(&Value::Bool(true));
+    for list in ["initContainers", "containers"] {
+        for c in s
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            container(c, host_network);
+        }
+    }
+}
+
+fn container(c: &mut Value, host_network: bool) {
+    let Some(c) = obj(c) else { return };
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+    // `:latest` or no tag (and no digest) means Always.
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
+    set_default(
+        c,
+        "imagePullPolicy",
+        if latest { "Always" } else { "IfNotPresent" }.into(),
+    );
+    set_default(c, "terminationMessagePath", "/dev/termination-log".into());
+    set_default(c, "terminationMessagePolicy", "File".into());
+    set_default(c, "resources", json!({}));
+    for p in c
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(p) = obj(p) {
+            set_default(p, "protocol", "TCP".into());
+            if host_network && let Some(cp) = p.get("containerPort").cloned() {
+                set_default(p, "hostPort", cp);
+            }
+        }
+    }
+}
+
+/// What admission adds to a new pod: its service account, priority,
+/// default tolerations, and the initial status.
+pub fn pod_admission(pod: &mut Value) {
+    if let Some(spec) = pod.get_mut("spec").and_then(obj) {
+        set_default(spec, "serviceAccountName", "default".into());
+        let sa = spec
+            .get("serviceAccountName")
+            .cloned()
+            .unwrap_or(Value::Null);
+        set_default(spec, "serviceAccount", sa);
+        set_default(spec, "priority", 0.into());
+        set_default(spec, "preemptionPolicy", "PreemptLowerPriority".into());
+        set_default(spec, "tolerations", json!([]));
+        if let Some(tolerations) = spec.get_mut("tolerations").and_then(Value::as_array_mut) {
+            for key in [
+                "node.kubernetes.io/not-ready",
+                "node.kubernetes.io/unreachable",
+            ] {
+                let covered = tolerations.iter().any(|t| {
+                    t["key"] == key
+                        || (t["operator"] == "Exists" && t.get("key").is_none_or(Value::is_null))
+                });
+                if !covered {
+                    tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                }
+            }
+        }
+    }
+    let qos = qos_class(&pod["spec"]);
+    if let Some(p) = obj(pod) {
+        p.insert(
+            "status".into(),
+            json!({"phase": "Pending", "qosClass": qos}),
+        );
+    }
+}
+
+/// BestEffort, Burstable or Guaranteed, from the containers' resources.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| spec[*l].as_array().into_iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let (req, lim) = (&c["resources"]["requests"], &c["resources"]["limits"]);
+        if req.as_object().is_some_and(|m| !m.is_empty())
+            || lim.as_object().is_some_and(|m| !m.is_empty())
+        {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let limit = &lim[r];
+            let request = if req[r].is_null() { limit } else { &req[r] };
+            if limit.is_null() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_get_kubernetes_defaults() {
+        let mut d = json!({"spec": {"selector": {}, "template": {"spec": {"containers": [
+            {"name": "a", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "busybox"}
+        ]}}}});
+        apply("apps", "Deployment", &mut d);
+        let spec = &d["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(spec["progressDeadlineSeconds"], 600);
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["schedulerName"], "default-scheduler");
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["containers"][1]["imagePullPolicy"], "Always",
+            "no tag means latest"
+        );
+        assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            pod["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
+    }
+
+    #[test]
+    fn given_values_are_kept() {
+        let mut d = json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}});
+        apply("apps", "Deployment", &mut d);
+        assert_eq!(d["spec"]["replicas"], 0);
+        assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+        let mut job =
+            json!({"spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never"}}}});
+        apply("batch", "Job", &mut job);
+        assert!(
+            job["spec"].get("completions").is_none(),
+            "completions stays unset when parallelism is given"
+        );
+        assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        let mut odd = json!({"spec": "not an object"});
+        apply("apps", "Deployment", &mut odd);
+        assert_eq!(odd["spec"], "not an object");
+    }
+
+    #[test]
+    fn pods_get_admission_defaults_and_a_qos_class() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "x:1",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        pod_admission(&mut pod);
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "Guaranteed"})
+        );
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "c"}]})),
+            "BestEffort"
+        );
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
+            "Burstable"
+        );
+    }
+}
