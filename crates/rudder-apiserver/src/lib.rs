@@ -705,7 +705,7 @@ async fn resource(
             let (obj, created_now) = objects.patch(&t, &name, &patch, &query).await?;
             if created_now { created(obj) } else { ok(obj) }
         }
-        (&Method::DELETE, Some(name)) => {
+        (&Method::DELETE, name) => {
             let raw = read_body(req).await?;
             let options: Value = if raw.is_empty() {
                 Value::Null
@@ -713,7 +713,33 @@ async fn resource(
                 serde_json::from_slice(&raw)
                     .map_err(|e| StatusError::bad_request(format!("invalid delete options: {e}")))?
             };
-            ok(objects.delete(&t, &name, &options, &query).await?)
+            match name {
+                Some(name) => ok(objects.delete(&t, &name, &options, &query).await?),
+                None => {
+                    // deletecollection: every object the selectors match.
+                    let list = objects.list(&t, &query).await?;
+                    for obj in list.values()? {
+                        let name = obj["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        let ns = obj["metadata"]["namespace"].as_str().map(String::from);
+                        let one = Target {
+                            namespace: ns.or_else(|| t.namespace.clone()),
+                            ..t.clone()
+                        };
+                        match objects.delete(&one, &name, &options, &query).await {
+                            Ok(_) => {}
+                            // Gone meanwhile: that is what was asked.
+                            Err(e) if e.code == 404 => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    ok(
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+                    )
+                }
+            }
         }
         _ => Err(StatusError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"

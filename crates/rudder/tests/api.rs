@@ -974,3 +974,102 @@ fn objects_get_kubernetes_defaults() {
         "Opaque"
     );
 }
+
+#[test]
+fn deletecollection_expose_wait_and_get_watch_work() {
+    let c = Cluster::start(&[]);
+    for name in ["a", "b", "keep"] {
+        c.ok(27, &["create", "configmap", name]);
+    }
+    c.ok(27, &["label", "configmap", "a", "b", "group=drop"]);
+    let out = c.ok(
+        33,
+        &[
+            "delete",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?labelSelector=group%3Ddrop",
+        ],
+    );
+    assert_eq!(json(&out)["status"], "Success");
+    let left = c.ok(33, &["get", "configmaps", "-o", "name"]);
+    assert!(
+        left.contains("configmap/keep") && !left.contains("configmap/a"),
+        "{left}"
+    );
+
+    c.ok(27, &["create", "deployment", "web", "--image=nginx:1"]);
+    c.ok(
+        27,
+        &[
+            "expose",
+            "deployment",
+            "web",
+            "--port=80",
+            "--target-port=8080",
+        ],
+    );
+    let svc = json(&c.ok(33, &["get", "service", "web", "-o", "json"]));
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+
+    // kubectl wait sees a deletion through its watch.
+    let waiter = std::process::Command::new(common::kubectl_binary(33))
+        .args(["wait", "--for=delete", "configmap/keep", "--timeout=60s"])
+        .env("HOME", c.dir.path().join("home-wait"))
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the waiter its initial GET; a missed start still ends in a pass
+    // (the object is gone when it looks), so this is no timing assertion.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(27, &["delete", "configmap", "keep"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // kubectl get -w prints the current rows, then each change: whether
+    // "later" lands in its list or arrives as an event, it shows up.
+    c.ok(27, &["create", "configmap", "early"]);
+    let mut watcher = std::process::Command::new(common::kubectl_binary(27))
+        .args(["get", "configmaps", "-w"])
+        .env("HOME", c.dir.path().join("home-watch"))
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    c.ok(27, &["create", "configmap", "later"]);
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let done = line.starts_with("later ");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        seen.first().is_some_and(|l| l.starts_with("NAME")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.starts_with("early ")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("later ")), "{seen:?}");
+}
