@@ -136,6 +136,24 @@ impl StatusError {
         .about(r, name)
     }
 
+    /// A conflict with a specific reason (`Operation cannot be fulfilled on
+    /// pods/binding "x": pod x is already assigned to node "n"`).
+    pub fn conflict_with(r: &Resource, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                r.qualified_plural()
+            ),
+        )
+        .about(r, name)
+    }
+
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     pub fn invalid(r: &Resource, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes
             .iter()

@@ -110,6 +110,15 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if (r.group, r.kind) == ("", "Pod") {
+            resources.push(
+                json!({"name": "pods/binding", "singularName": "", "namespaced": true,
+                                  "kind": "Binding", "verbs": ["create"]}),
+            );
+            // kubectl drain reads the eviction group-version from here.
+            resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                                  "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+        }
         if r.has_scale() {
             // The scale client reads Scale's group-version from here.
             resources.push(json!({
@@ -207,6 +216,12 @@ fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
             let mut subresources = Vec::new();
             if r.status {
                 subresources.push(json!({"subresource": "status", "responseKind": kind(r.kind), "verbs": ["get", "patch", "update"]}));
+            }
+            if (r.group, r.kind) == ("", "Pod") {
+                subresources.push(json!({"subresource": "binding",
+                    "responseKind": {"group": "", "version": "v1", "kind": "Binding"}, "verbs": ["create"]}));
+                subresources.push(json!({"subresource": "eviction",
+                    "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]}));
             }
             if r.has_scale() {
                 subresources.push(json!({"subresource": "scale",

@@ -559,6 +559,8 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status)
         && !(sub == "scale" && t.resource.has_scale())
+        && !(matches!(sub.as_str(), "binding" | "eviction")
+            && (t.resource.group, t.resource.kind) == ("", "Pod"))
     {
         return Err(StatusError::not_found_path());
     }
@@ -628,6 +630,25 @@ async fn resource(
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
     if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
         return Err(StatusError::not_found_path());
+    }
+    if let Some(sub @ ("binding" | "eviction")) = t.subresource.as_deref() {
+        if method != Method::POST {
+            return Err(StatusError::method_not_allowed(format!(
+                "pods/{sub} supports create only"
+            )));
+        }
+        let name = t.name.clone().unwrap_or_default();
+        let body = objects::parse_body(&read_body(req).await?)?;
+        let main = Target {
+            subresource: None,
+            ..t.clone()
+        };
+        let status = if sub == "binding" {
+            objects.bind(&main, &name, &body, &query).await?
+        } else {
+            objects.evict(&main, &name, &body, &query).await?
+        };
+        return Ok(http::json(StatusCode::CREATED, &status));
     }
     if t.subresource.as_deref() == Some("scale") {
         let name = t.name.clone().unwrap_or_default();

@@ -341,6 +341,98 @@ impl Objects {
         }
     }
 
+    /// `pods/binding`: assigns an unscheduled pod to a node (what the
+    /// scheduler does); a pod already bound is a conflict.
+    pub(crate) async fn bind(
+        &self,
+        t: &Target,
+        name: &str,
+        binding: &Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        let r = t.resource;
+        let node = binding["target"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                StatusError::invalid(
+                    r,
+                    name,
+                    vec![Cause::required(
+                        "target.name",
+                        "the node to bind to is required",
+                    )],
+                )
+            })?;
+        self.modify(t, name, q, false, |old| {
+            if let Some(bound) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(StatusError::conflict_with(
+                    r,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{bound}\""),
+                ));
+            }
+            if old["metadata"].get("deletionTimestamp").is_some() {
+                return Err(StatusError::conflict_with(
+                    r,
+                    name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            let mut new = old.clone();
+            new["spec"]["nodeName"] = node.into();
+            Ok(new)
+        })
+        .await?;
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    }
+
+    /// `pods/eviction`: deletes the pod unless a PodDisruptionBudget that
+    /// selects it allows no disruption now (429, as Kubernetes answers).
+    pub(crate) async fn evict(
+        &self,
+        t: &Target,
+        name: &str,
+        eviction: &Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        let pod = self.get(t, name).await?;
+        let ns = t.namespace.as_deref().unwrap_or_default();
+        let pdbs =
+            registry::lookup("policy", "v1", "poddisruptionbudgets").expect("PDBs are registered");
+        let list = self
+            .store
+            .range(RangeRequest::prefix(collection_prefix(pdbs, Some(ns))))
+            .await
+            .map_err(store_error)?;
+        for kv in &list.kvs {
+            let pdb = decode(kv)?;
+            let selector = LabelSelector::parse(&selector_string(&pdb["spec"]["selector"]))
+                .map_err(|e| StatusError::internal(format!("PodDisruptionBudget selector: {e}")))?;
+            // An empty selector selects nothing in policy/v1.
+            let selects = pdb["spec"]["selector"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+                && selector.matches(pod["metadata"]["labels"].as_object());
+            if selects && pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
+                let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+                return Err(StatusError::too_many_requests(format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs more healthy pods to allow a disruption."
+                )));
+            }
+        }
+        let options = eviction
+            .get("deleteOptions")
+            .cloned()
+            .unwrap_or(Value::Null);
+        self.delete(t, name, &options, q).await?;
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    }
+
     /// GET of the `/scale` subresource.
     pub(crate) async fn get_scale(&self, t: &Target, name: &str) -> Result<Value, StatusError> {
         Ok(to_scale(&self.get(t, name).await?))

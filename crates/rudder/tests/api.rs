@@ -1073,3 +1073,52 @@ fn deletecollection_expose_wait_and_get_watch_work() {
     assert!(seen.iter().any(|l| l.starts_with("early ")), "{seen:?}");
     assert!(seen.iter().any(|l| l.starts_with("later ")), "{seen:?}");
 }
+
+#[test]
+fn pods_bind_once_and_evictions_respect_disruption_budgets() {
+    let c = Cluster::start(&[]);
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: db}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: busybox:1\n"
+        )
+    };
+    c.apply(27, &pod("p1"));
+    let binding = c.dir.path().join("binding.json");
+    std::fs::write(&binding, r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p1"},"target":{"kind":"Node","name":"n1"}}"#).unwrap();
+    c.ok(
+        27,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p1/binding",
+            "-f",
+            binding.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        json(&c.ok(33, &["get", "pod", "p1", "-o", "json"]))["spec"]["nodeName"],
+        "n1"
+    );
+    let err = c.fails_posting(27, "/api/v1/namespaces/default/pods/p1/binding", &binding);
+    assert!(err.contains("already assigned to node"), "{err}");
+
+    // A budget that allows no disruption blocks the eviction with 429.
+    c.apply(27, "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels: {app: db}\n");
+    let eviction = c.dir.path().join("eviction.json");
+    std::fs::write(&eviction, r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#).unwrap();
+    let err = c.fails_posting(27, "/api/v1/namespaces/default/pods/p1/eviction", &eviction);
+    assert!(err.contains("disruption budget"), "{err}");
+    c.ok(27, &["delete", "pdb", "db"]);
+    c.ok(
+        27,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p1/eviction",
+            "-f",
+            eviction.to_str().unwrap(),
+        ],
+    );
+    // Bound and with a zero grace period, the pod goes at once.
+    assert!(c.fails(33, &["get", "pod", "p1"]).contains("not found"));
+}
