@@ -256,7 +256,11 @@ async fn serve_loop(
                 let (state, user) = (state.clone(), cert_user.clone());
                 async move { Ok::<_, std::convert::Infallible>(handle(state, user, req).await) }
             });
+            // A client that opens a connection and sends nothing (or
+            // dribbles its headers) is dropped instead of holding it forever.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(30))
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
