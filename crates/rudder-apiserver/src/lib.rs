@@ -563,8 +563,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status)
         && !(sub == "scale" && t.resource.has_scale())
-        && !(matches!(sub.as_str(), "binding" | "eviction")
-            && (t.resource.group, t.resource.kind) == ("", "Pod"))
+        && !(matches!(sub.as_str(), "binding" | "eviction") && strategy::is_pod(t.resource))
     {
         return Err(StatusError::not_found_path());
     }

@@ -646,7 +646,7 @@ impl Objects {
         if q.dry_run() {
             return Ok(obj);
         }
-        if (r.group, r.kind) == ("", "Namespace") {
+        if strategy::is_namespace(r) {
             return self.delete_namespace(t, name, current, obj).await;
         }
         let grace = strategy::grace_period(r, &obj, options);

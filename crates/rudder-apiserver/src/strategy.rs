@@ -57,6 +57,16 @@ fn is_service(r: &Resource) -> bool {
     (r.group, r.kind) == ("", "Service")
 }
 
+/// Namespaces are deleted in steps (Terminating, contents, then itself).
+pub(crate) fn is_namespace(r: &Resource) -> bool {
+    (r.group, r.kind) == ("", "Namespace")
+}
+
+/// Pods have the binding and eviction subresources.
+pub(crate) fn is_pod(r: &Resource) -> bool {
+    (r.group, r.kind) == ("", "Pod")
+}
+
 /// Draws what a new object needs from shared ranges (a Service's cluster IP
 /// and node ports); called again with a fresh copy after a collision.
 pub(crate) fn allocate(
