@@ -197,6 +197,25 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
             const C: &[Column] = &[col("Name"), int("Secrets"), col("Age")];
             C
         }
+        ("", "Event") => {
+            const C: &[Column] = &[
+                col("Last Seen"),
+                col("Type"),
+                col("Reason"),
+                col("Object"),
+                wide("Subobject"),
+                wide("Source"),
+                col("Message"),
+                wide("First Seen"),
+                Column {
+                    name: "Count",
+                    kind: "integer",
+                    priority: 1,
+                },
+                wide("Name"),
+            ];
+            C
+        }
         ("", "Endpoints") => {
             const C: &[Column] = &[col("Name"), col("Endpoints"), col("Age")];
             C
@@ -577,6 +596,43 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
                 age(obj, now),
             ]
         }
+        ("", "Event") => {
+            let seen = |v: &Value| parse_rfc3339(s(v));
+            let last = seen(&obj["series"]["lastObservedTime"])
+                .or_else(|| seen(&obj["lastTimestamp"]))
+                .or_else(|| seen(&obj["eventTime"]))
+                .or_else(|| seen(&obj["metadata"]["creationTimestamp"]));
+            let first = seen(&obj["firstTimestamp"]).or_else(|| seen(&obj["eventTime"]));
+            let ago =
+                |t: Option<i64>| t.map_or("<unknown>".to_string(), |t| human_duration(now - t));
+            let involved = &obj["involvedObject"];
+            let object = format!(
+                "{}/{}",
+                s(&involved["kind"]).to_lowercase(),
+                s(&involved["name"])
+            );
+            let source = match (s(&obj["source"]["component"]), s(&obj["source"]["host"])) {
+                ("", _) => s(&obj["reportingComponent"]).to_string(),
+                (c, "") => c.to_string(),
+                (c, h) => format!("{c}, {h}"),
+            };
+            let count = obj["series"]["count"]
+                .as_i64()
+                .or_else(|| obj["count"].as_i64())
+                .unwrap_or(1);
+            vec![
+                ago(last).into(),
+                s(&obj["type"]).into(),
+                s(&obj["reason"]).into(),
+                object.into(),
+                s(&involved["fieldPath"]).into(),
+                source.into(),
+                s(&obj["message"]).trim().into(),
+                ago(first).into(),
+                count.into(),
+                name,
+            ]
+        }
         ("", "Endpoints") => {
             let mut eps = Vec::new();
             for subset in obj["subsets"].as_array().into_iter().flatten() {
@@ -683,6 +739,7 @@ pub fn table(
     let mut t =
         json!({"kind": "Table", "apiVersion": api_version, "metadata": list_meta, "rows": rows});
     if with_columns {
+        let has_name_column = columns(group, kind).iter().any(|c| c.name == "Name");
         let defs: Vec<Value> = columns(group, kind)
             .iter()
             .enumerate()
@@ -690,7 +747,8 @@ pub fn table(
                 json!({
                     "name": c.name,
                     "type": c.kind,
-                    "format": if i == 0 { "name" } else { "" },
+                    // The name column: the first, or the one called Name.
+                    "format": if c.name == "Name" || (i == 0 && !has_name_column) { "name" } else { "" },
                     "description": "",
                     "priority": c.priority,
                 })
@@ -795,6 +853,39 @@ mod tests {
             .len(),
             2
         );
+    }
+
+    #[test]
+    fn events_show_last_seen_type_reason_object_and_message() {
+        let ev = json!({"metadata": {"name": "web.1", "creationTimestamp": CREATED},
+            "involvedObject": {"kind": "Pod", "name": "web"}, "type": "Warning", "reason": "BackOff",
+            "message": "Back-off restarting\n", "lastTimestamp": CREATED, "count": 4,
+            "source": {"component": "kubelet", "host": "n1"}});
+        let c = cells_of("", "Event", ev);
+        assert_eq!(
+            c[..4],
+            [
+                json!("5m"),
+                json!("Warning"),
+                json!("BackOff"),
+                json!("pod/web")
+            ]
+        );
+        assert_eq!(c[5], "kubelet, n1");
+        assert_eq!(c[6], "Back-off restarting");
+        assert_eq!(c[8], 4);
+        let opts = TableOptions {
+            api_version: "meta.k8s.io/v1",
+            include: IncludeObject::None,
+            with_columns: true,
+            now: 0,
+        };
+        let t = table("", "Event", &[], json!({}), &opts);
+        assert_eq!(
+            t["columnDefinitions"][0]["format"], "",
+            "Last Seen is not the name column"
+        );
+        assert_eq!(t["columnDefinitions"][9]["format"], "name");
     }
 
     #[test]

@@ -873,6 +873,17 @@ type: Normal
     c.apply(27, event);
     c.ok(27, &["create", "configmap", "keep"]);
     assert!(c.ok(33, &["get", "events", "-o", "name"]).contains("ev1"));
+    let table = c.ok(27, &["get", "events"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("configmap/keep") && table.contains("this event expires"),
+        "{table}"
+    );
     // A hang guard, not a timing assertion: the sweeper runs every second.
     let mut gone = false;
     for _ in 0..600 {
