@@ -570,6 +570,17 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     Ok((t, watch_path))
 }
 
+/// A PATCH body, in the format its content type names.
+async fn read_patch(req: Request<Incoming>) -> Result<objects::Patch, StatusError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    objects::Patch::parse(&content_type, &read_body(req).await?)
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, StatusError> {
     if let Some(ct) = req
         .headers()
@@ -668,14 +679,7 @@ async fn resource(
                     .await?)
             }
             Method::PATCH => {
-                let content_type = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let raw = read_body(req).await?;
-                let patch = objects::Patch::parse(&content_type, &raw)?;
+                let patch = read_patch(req).await?;
                 ok(objects
                     .update_scale(&t, &name, &query, patch.strict(), |scale| {
                         patch.apply("Scale", scale)
@@ -718,14 +722,7 @@ async fn resource(
             ok(objects.update(&t, &name, body, &query).await?)
         }
         (&Method::PATCH, Some(name)) => {
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let raw = read_body(req).await?;
-            let patch = objects::Patch::parse(&content_type, &raw)?;
+            let patch = read_patch(req).await?;
             let (obj, created_now) = objects.patch(&t, &name, &patch, &query).await?;
             if created_now { created(obj) } else { ok(obj) }
         }
