@@ -124,10 +124,6 @@ impl Pki {
         dn.push(DnType::CommonName, "rudder-apiserver");
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
         self.sign(params, "the serving certificate")
     }
 
@@ -142,14 +138,15 @@ impl Pki {
         }
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, "a client certificate")
+    }
+
+    /// Signs a leaf certificate (the key usages of every leaf we issue).
+    fn sign(&self, mut params: CertificateParams, what: &str) -> Result<CertKey, PkiError> {
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        self.sign(params, "a client certificate")
-    }
-
-    fn sign(&self, params: CertificateParams, what: &str) -> Result<CertKey, PkiError> {
         let key = KeyPair::generate().map_err(cert_err(what))?;
         let cert = params
             .signed_by(&key, &self.issuer)
