@@ -1,6 +1,7 @@
-//! Property tests: no input reachable from a request makes the parsers,
-//! patchers or printers panic (the stand-in for fuzz targets, which need a
-//! nightly toolchain this project does not have).
+//! Property tests: no input reachable from a request makes the parsers
+//! (JSON, protobuf, selectors), patchers or printers panic (the stand-in
+//! for fuzz targets, which need a nightly toolchain this project does not
+//! have).
 
 use proptest::prelude::*;
 use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
@@ -85,6 +86,37 @@ proptest! {
             let _ = table::cells(r.group, r.kind, &obj, now / 2);
         }
         let _ = validate_metadata(&obj, NameRule::Dns1123Subdomain);
+    }
+
+    #[test]
+    fn protobuf_bodies_never_panic(
+        kind in prop_oneof![Just("Deployment"), Just("Pod"), Just("Secret"), Just("ControllerRevision"), Just("PersistentVolume")],
+        raw in prop::collection::vec(any::<u8>(), 0..256),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+    ) {
+        let api_version = if matches!(kind, "Deployment" | "ControllerRevision") { "apps/v1" } else { "v1" };
+        // Envelope {1: {1: apiVersion, 2: kind}, 2: raw}, lengths < 128.
+        let mut meta = vec![0x0a, api_version.len() as u8];
+        meta.extend(api_version.as_bytes());
+        meta.extend([0x12, kind.len() as u8]);
+        meta.extend(kind.as_bytes());
+        let mut body = b"k8s\0".to_vec();
+        body.extend([0x0a, meta.len() as u8]);
+        body.extend(meta);
+        body.push(0x12);
+        let mut len = raw.len();
+        while len >= 0x80 {
+            body.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        body.push(len as u8);
+        body.extend(&raw);
+        let _ = rudder_api::protobuf::decode(&body);
+        for (at, byte) in flips {
+            let i = at.index(body.len());
+            body[i] = byte;
+        }
+        let _ = rudder_api::protobuf::decode(&body);
     }
 
     #[test]

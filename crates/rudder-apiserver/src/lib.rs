@@ -581,21 +581,26 @@ async fn read_patch(req: Request<Incoming>) -> Result<objects::Patch, StatusErro
     objects::Patch::parse(&content_type, &read_body(req).await?)
 }
 
+/// A request body, as JSON: protobuf bodies (kubectl 1.32+ typed clients)
+/// are decoded here, so everything after sees one format.
 async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, StatusError> {
-    if let Some(ct) = req
+    let protobuf = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        && ct.starts_with("application/vnd.kubernetes.protobuf")
-    {
-        return Err(StatusError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
-    }
+        .is_some_and(|ct| ct.starts_with("application/vnd.kubernetes.protobuf"));
     match Limited::new(req.into_body(), http::MAX_BODY_BYTES)
         .collect()
         .await
     {
+        Ok(collected) if protobuf => {
+            let obj = rudder_api::protobuf::decode(&collected.to_bytes()).map_err(|e| {
+                StatusError::bad_request(format!(
+                    "the body of the request could not be decoded as protobuf: {e}"
+                ))
+            })?;
+            Ok(serde_json::to_vec(&obj).unwrap_or_default().into())
+        }
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -785,9 +785,8 @@ fn pods_on_a_node_are_deleted_gracefully_and_unscheduled_ones_at_once() {
 #[test]
 fn auth_can_i_and_whoami_answer_for_the_caller() {
     let c = Cluster::start(&[]);
-    // kubectl 1.32+ send these reviews as protobuf, which is not decoded
-    // yet; 1.27 and 1.31 send JSON.
-    for v in [27, 31] {
+    // kubectl 1.32+ send these reviews as protobuf; 1.27 and 1.31 JSON.
+    for v in [27, 31, 33] {
         assert_eq!(c.ok(v, &["auth", "can-i", "create", "pods"]).trim(), "yes");
         let who = c.ok(v, &["auth", "whoami", "-o", "json"]);
         let who = json(&who);
@@ -799,7 +798,9 @@ fn auth_can_i_and_whoami_answer_for_the_caller() {
                 .contains(&"system:masters".into())
         );
     }
-    assert!(c.ok(27, &["auth", "can-i", "--list"]).contains("*.*"));
+    for v in [27, 33] {
+        assert!(c.ok(v, &["auth", "can-i", "--list"]).contains("*.*"));
+    }
 }
 
 #[test]
@@ -1132,4 +1133,179 @@ fn pods_bind_once_and_evictions_respect_disruption_budgets() {
     );
     // Bound and with a zero grace period, the pod goes at once.
     assert!(c.fails(33, &["get", "pod", "p1"]).contains("not found"));
+}
+
+/// `kubectl create <kind>` for every kind kubectl can create: 1.27 sends
+/// JSON, 1.33 protobuf; both must make the same object.
+#[test]
+fn kubectl_create_makes_every_kind_the_same_from_json_and_protobuf() {
+    let c = Cluster::start(&[]);
+    let cert = c.dir.path().join("tls.crt");
+    let key = c.dir.path().join("tls.key");
+    let pair = rcgen::generate_simple_self_signed(vec!["example.com".into()]).unwrap();
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "deployment",
+            vec![
+                "--image=nginx:1.25".into(),
+                "--replicas=0".into(),
+                "--port=80".into(),
+            ],
+        ),
+        (
+            "configmap",
+            vec!["--from-literal=a=1".into(), "--from-literal=b=two".into()],
+        ),
+        (
+            "job",
+            vec![
+                "--image=busybox:1".into(),
+                "--".into(),
+                "echo".into(),
+                "hi".into(),
+            ],
+        ),
+        (
+            "cronjob",
+            vec!["--image=busybox:1".into(), "--schedule=*/5 * * * *".into()],
+        ),
+        ("namespace", vec![]),
+        ("serviceaccount", vec![]),
+        (
+            "priorityclass",
+            vec!["--value=0".into(), "--description=zero".into()],
+        ),
+        ("quota", vec!["--hard=pods=10,requests.cpu=2".into()]),
+        (
+            "poddisruptionbudget",
+            vec!["--selector=app=web".into(), "--min-available=50%".into()],
+        ),
+        (
+            "role",
+            vec![
+                "--verb=get,list".into(),
+                "--resource=pods,deployments.apps".into(),
+            ],
+        ),
+        (
+            "clusterrole",
+            vec!["--verb=get".into(), "--non-resource-url=/logs/*".into()],
+        ),
+        (
+            "rolebinding",
+            vec![
+                "--clusterrole=view".into(),
+                "--user=alice".into(),
+                "--serviceaccount=default:sa".into(),
+            ],
+        ),
+        (
+            "clusterrolebinding",
+            vec!["--clusterrole=view".into(), "--group=devs".into()],
+        ),
+        (
+            "ingress",
+            vec![
+                "--rule=example.com/api*=svc:8080,tls=cert".into(),
+                "--class=nginx".into(),
+            ],
+        ),
+    ];
+    let mut commands: Vec<(String, Vec<String>)> = cases
+        .into_iter()
+        .map(|(kind, args)| (kind.to_string(), [vec![kind.to_string()], args].concat()))
+        .collect();
+    for (kind, args) in [
+        (
+            "secret",
+            vec![
+                "generic",
+                "--from-literal=password=s3cr3t",
+                "--type=example.com/x",
+            ],
+        ),
+        ("secret", vec!["tls", "--cert", cert, "--key", key]),
+        (
+            "secret",
+            vec![
+                "docker-registry",
+                "--docker-server=r.example",
+                "--docker-username=u",
+                "--docker-password=p",
+            ],
+        ),
+        ("service", vec!["clusterip", "--tcp=80:8080"]),
+        (
+            "service",
+            vec!["nodeport", "--tcp=443:8443", "--node-port=30443"],
+        ),
+        (
+            "service",
+            vec!["externalname", "--external-name=db.example.com"],
+        ),
+        ("service", vec!["loadbalancer", "--tcp=53:5353"]),
+    ] {
+        commands.push((
+            kind.into(),
+            [vec![kind], args]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ));
+    }
+    for (i, (kind, args)) in commands.iter().enumerate() {
+        let mut objects = Vec::new();
+        for v in VERSIONS {
+            // Names differ per version (and node ports must not clash).
+            let name = format!("x{i}-{v}");
+            let mut args: Vec<String> = args.clone();
+            let position = if kind == "secret" || kind == "service" {
+                2
+            } else {
+                1
+            };
+            args.insert(position, name.clone());
+            if v == 33 {
+                for a in &mut args {
+                    *a = a.replace("30443", "30444");
+                }
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.ok(v, &["create"].into_iter().chain(args).collect::<Vec<_>>());
+            let mut obj = json(&c.ok(27, &["get", kind, &name, "-o", "json"]));
+            let meta = obj["metadata"].as_object_mut().unwrap();
+            for volatile in [
+                "name",
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "managedFields",
+            ] {
+                meta.remove(volatile);
+            }
+            let spec = obj.pointer_mut("/spec").and_then(Value::as_object_mut);
+            if let Some(spec) = spec {
+                for volatile in ["clusterIP", "clusterIPs", "ports"] {
+                    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                        for p in ports {
+                            p.as_object_mut().unwrap().remove("nodePort");
+                        }
+                    }
+                    if volatile != "ports" {
+                        spec.remove(volatile);
+                    }
+                }
+            }
+            let text = serde_json::to_string(&obj).unwrap().replace(&name, "NAME");
+            objects.push(text);
+        }
+        assert_eq!(
+            objects[0], objects[1],
+            "kubectl create {args:?}: JSON vs protobuf"
+        );
+    }
 }
