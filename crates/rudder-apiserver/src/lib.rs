@@ -13,6 +13,7 @@ mod events;
 mod http;
 mod metrics;
 mod objects;
+mod openapi;
 mod pki;
 mod reviews;
 mod services;
@@ -28,7 +29,7 @@ use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rudder_api::{StatusError, registry};
+use rudder_api::{Resource, StatusError, registry};
 use rudder_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
@@ -480,6 +481,11 @@ async fn route(
         ["apis", group, version] => discovery::resource_list(group, version)
             .map_or_else(|| Err(StatusError::not_found_path()), ok),
         ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => Ok(openapi_v2_empty()),
+        ["openapi", "v3"] => Ok(http::json_bytes(StatusCode::OK, openapi::openapi().index())),
+        ["openapi", "v3", gv @ ..] => openapi::openapi()
+            .document(&gv.join("/"))
+            .map(|doc| http::json_bytes(StatusCode::OK, doc))
+            .ok_or_else(StatusError::not_found_path),
         ["apis", group, version, plural]
             if req.method() == Method::POST
                 && reviews::REVIEWS
@@ -502,6 +508,46 @@ async fn route(
         }
         _ => Err(StatusError::not_found_path()),
     }
+}
+
+/// `fieldValidation`: `Strict` refuses an object with fields its kind does
+/// not have (400, naming each), `Warn` (the default) accepts it and returns
+/// the warnings to send, `Ignore` does neither.
+fn check_fields(r: &Resource, query: &Query, obj: &Value) -> Result<Vec<String>, StatusError> {
+    let mode = query.get("fieldValidation").unwrap_or("Warn");
+    if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+        return Err(StatusError::bad_request(format!(
+            "fieldValidation parameter unsupported: {mode}; supported values: Ignore, Warn, Strict"
+        )));
+    }
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let unknown: Vec<String> = openapi::openapi()
+        .unknown_fields(r.group, r.version, r.kind, obj)
+        .into_iter()
+        .map(|path| format!("unknown field {path:?}"))
+        .collect();
+    if mode == "Strict" && !unknown.is_empty() {
+        return Err(StatusError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = r.kind,
+            version = r.version,
+        )));
+    }
+    Ok(unknown)
+}
+
+/// Adds `Warning: 299 - "…"` headers, which kubectl prints as `Warning: …`.
+fn warn(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(value) = ::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, value);
+        }
+    }
+    resp
 }
 
 /// An empty OpenAPI v2 document (a zero-length protobuf): enough for
@@ -720,16 +766,22 @@ async fn resource(
                 return Err(StatusError::not_found_path());
             }
             let body = objects::parse_body(&read_body(req).await?)?;
-            created(objects.create(&t, body, &query).await?)
+            let warnings = check_fields(r, &query, &body)?;
+            created(objects.create(&t, body, &query).await?).map(|resp| warn(resp, &warnings))
         }
         (&Method::PUT, Some(name)) => {
             let body = objects::parse_body(&read_body(req).await?)?;
-            ok(objects.update(&t, &name, body, &query).await?)
+            let warnings = check_fields(r, &query, &body)?;
+            ok(objects.update(&t, &name, body, &query).await?).map(|resp| warn(resp, &warnings))
         }
         (&Method::PATCH, Some(name)) => {
             let patch = read_patch(req).await?;
+            let warnings = match patch.object() {
+                Some(fields) => check_fields(r, &query, fields)?,
+                None => Vec::new(),
+            };
             let (obj, created_now) = objects.patch(&t, &name, &patch, &query).await?;
-            if created_now { created(obj) } else { ok(obj) }
+            if created_now { created(obj) } else { ok(obj) }.map(|resp| warn(resp, &warnings))
         }
         (&Method::DELETE, name) => {
             let raw = read_body(req).await?;

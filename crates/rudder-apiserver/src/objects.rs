@@ -982,6 +982,12 @@ impl Patch {
         Ok(Self { kind, body })
     }
 
+    /// The partial object a merge, strategic or apply patch is (a JSON
+    /// patch is a list of operations instead).
+    pub(crate) fn object(&self) -> Option<&Value> {
+        (self.kind != PatchKind::Json).then_some(&self.body)
+    }
+
     /// A resourceVersion in the patch is a precondition.
     pub(crate) fn strict(&self) -> bool {
         self.body["metadata"]

@@ -1309,3 +1309,93 @@ fn kubectl_create_makes_every_kind_the_same_from_json_and_protobuf() {
         );
     }
 }
+
+#[test]
+fn explain_shows_field_docs_from_openapi_v3() {
+    let c = Cluster::start(&[]);
+    for v in VERSIONS {
+        let out = c.ok(v, &["explain", "deployment.spec.strategy"]);
+        assert!(out.contains("DeploymentStrategy"), "{v}: {out}");
+        assert!(out.contains("rollingUpdate"), "{v}: {out}");
+        assert!(
+            out.contains("Can be \"Recreate\" or \"RollingUpdate\""),
+            "{v}: {out}"
+        );
+        let out = c.ok(v, &["explain", "pods.spec.containers.ports"]);
+        assert!(
+            out.contains("containerPort") && out.contains("-required-"),
+            "{v}: {out}"
+        );
+        let out = c.ok(v, &["explain", "cronjobs", "--recursive"]);
+        assert!(out.contains("successfulJobsHistoryLimit"), "{v}: {out}");
+    }
+    let err = c.fails(33, &["explain", "deployment.spec.nosuchfield"]);
+    assert!(err.contains("nosuchfield"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_refused_or_warned_as_field_validation_asks() {
+    let c = Cluster::start(&[]);
+    let yaml = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replica: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1
+        imagePullPolcy: Always
+";
+    let file = c.dir.path().join("d.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.to_str().unwrap();
+    for v in VERSIONS {
+        let err = c.fails(v, &["apply", "-f", file]);
+        assert!(
+            err.contains("strict decoding error: unknown field \"spec.replica\"")
+                && err
+                    .contains("unknown field \"spec.template.spec.containers[0].imagePullPolcy\""),
+            "{v}: {err}"
+        );
+        assert!(
+            c.fails(v, &["get", "deployment", "web"])
+                .contains("not found")
+        );
+    }
+    let out = c.kubectl(33, &["apply", "-f", file, "--validate=warn"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.replica\""),
+        "{stderr}"
+    );
+    c.ok(27, &["delete", "deployment", "web"]);
+    c.ok(27, &["apply", "-f", file, "--validate=false"]);
+    // kubectl patch sends no fieldValidation: the server's default, Warn.
+    // Directives such as $setElementOrder are not fields.
+    let out = c.kubectl(
+        33,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"paused":true,"pasued":true}}"#,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.pasued\""),
+        "{stderr}"
+    );
+    let out = c.kubectl(33, &["set", "image", "deployment/web", "web=nginx:2"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
