@@ -227,6 +227,11 @@ impl StatusError {
         Self::new(406, "NotAcceptable", message)
     }
 
+    /// 504 Timeout: the server could not answer in time; try again.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             500,

@@ -19,6 +19,7 @@ mod reviews;
 mod services;
 mod strategy;
 mod watch;
+mod watchcache;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -19,6 +19,7 @@ use rudder_api::time::rfc3339_now;
 use crate::http::Query;
 use crate::services::ServiceRanges;
 use crate::strategy;
+use crate::watchcache::WatchCaches;
 
 /// Where a request points: a resource, maybe in a namespace, maybe one object.
 #[derive(Debug, Clone)]
@@ -165,11 +166,21 @@ const ALLOCATION_ATTEMPTS: usize = 8;
 pub(crate) struct Objects {
     store: Arc<dyn Store>,
     ranges: ServiceRanges,
+    caches: WatchCaches,
 }
 
 impl Objects {
     pub(crate) fn new(store: Arc<dyn Store>, ranges: ServiceRanges) -> Self {
-        Self { store, ranges }
+        let caches = WatchCaches::new(store.clone());
+        Self {
+            store,
+            ranges,
+            caches,
+        }
+    }
+
+    pub(crate) fn caches(&self) -> &WatchCaches {
+        &self.caches
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -814,6 +825,13 @@ impl Objects {
             _ => 0,
         };
         let prefix = collection_prefix(r, t.namespace.as_deref());
+        let first_page = q.get("continue").is_none_or(str::is_empty);
+        if first_page
+            && q.get("resourceVersionMatch") != Some("Exact")
+            && let Some(list) = self.list_from_cache(t, q, &filter, limit).await?
+        {
+            return Ok(list);
+        }
         let (mut revision, mut start_after) = (0, None);
         if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
             let (rev, start) = decode_continue(token)?;
@@ -868,6 +886,57 @@ impl Objects {
             metadata,
             items,
         })
+    }
+}
+
+impl Objects {
+    /// A first page from the watch cache, when the cache can answer as the
+    /// store would: `resourceVersion=0` (any version will do), or a version
+    /// the cache has reached, or the latest once the cache has caught up
+    /// with the store. `None`: ask the store.
+    async fn list_from_cache(
+        &self,
+        t: &Target,
+        q: &Query,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Option<List>, StatusError> {
+        let r = t.resource;
+        let cache = self.caches.get(r).await?;
+        let current = match q.get("resourceVersion").unwrap_or("") {
+            "0" => true,
+            "" => cache.sync_with(self.store.as_ref()).await.is_some(),
+            rv => {
+                let rv = parse_rv(Some(rv))?;
+                cache.revision() >= rv
+                    || (cache.sync_with(self.store.as_ref()).await.is_some()
+                        && cache.revision() >= rv)
+            }
+        };
+        if !current {
+            return Ok(None);
+        }
+        let (revision, kvs) = cache.snapshot(&collection_prefix(r, t.namespace.as_deref()));
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        for (i, kv) in kvs.iter().enumerate() {
+            if filter.is_empty() || filter.matches(&decode(kv)?) {
+                items.push(with_resource_version(kv)?);
+            }
+            if limit > 0 && items.len() >= limit && i + 1 < kvs.len() {
+                continue_token = Some(encode_continue(revision, &kv.key));
+                break;
+            }
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(token) = continue_token {
+            metadata["continue"] = Value::String(token);
+        }
+        Ok(Some(List {
+            resource: r,
+            metadata,
+            items,
+        }))
     }
 }
 

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rudder_api::StatusError;
 use rudder_api::table::{self, IncludeObject};
-use rudder_store::{Event, EventKind, RangeRequest, WatchStream};
+use rudder_store::{Event, EventKind, WatchStream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -27,9 +27,14 @@ use crate::objects::{
     Filter, Objects, Target, collection_prefix, decode, parse_watch_rv, set_resource_version,
     store_error,
 };
+use crate::watchcache::{Cache, CacheEvent, Subscription, bookmark};
+use rudder_api::Resource;
 
 /// Events a slow client may have waiting before the watch ends.
 const WATCH_BUFFER: usize = 1024;
+
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn watch(
     objects: &Objects,
@@ -40,32 +45,9 @@ pub(crate) async fn watch(
 ) -> Result<Response<Body>, StatusError> {
     let r = t.resource;
     let filter = Filter::parse(r, q)?;
-    let mut filter_name = None;
-    if let Some(name) = &t.name {
-        // The watch path form /watch/namespaces/ns/pods/name.
-        filter_name = Some(name.clone());
-    }
+    // The watch path form /watch/namespaces/ns/pods/name.
+    let filter_name = t.name.clone();
     let prefix = collection_prefix(r, t.namespace.as_deref());
-    let store = objects.store().clone();
-    let mut initial = Vec::new();
-    let from = match parse_watch_rv(q.get("resourceVersion"))? {
-        Some(rv) => rv + 1,
-        None => {
-            // No resourceVersion (or "0"): start with the current state.
-            let list = store
-                .range(RangeRequest::prefix(prefix.clone()))
-                .await
-                .map_err(store_error)?;
-            for kv in &list.kvs {
-                let obj = decode(kv)?;
-                if filter.matches(&obj) && name_ok(&filter_name, &obj) {
-                    initial.push(json!({"type": "ADDED", "object": obj}));
-                }
-            }
-            list.revision + 1
-        }
-    };
-    let stream = store.watch(&prefix, from).await.map_err(store_error)?;
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -78,11 +60,41 @@ pub(crate) async fn watch(
         include: IncludeObject::parse(q.get("includeObject")),
         columns_sent: false,
     };
+    let from = parse_watch_rv(q.get("resourceVersion"))?.map(|rv| rv + 1);
+    // The WatchList protocol: the current state first, whatever the version.
+    let from = from.filter(|_| !q.flag("sendInitialEvents"));
+    let cache = objects.caches().get(r).await?;
     let open = metrics.watch_started(r.plural);
-    tokio::spawn(async move {
-        pump(stream, filter, filter_name, initial, tx, timeout, render).await;
-        drop(open);
-    });
+    if let Some(sub) = cache.subscribe(from, &prefix) {
+        let bookmarks = q.flag("allowWatchBookmarks");
+        let watcher = Watcher {
+            filter,
+            name: filter_name,
+            prefix,
+            render,
+            tx,
+            resource: r,
+            bookmarks,
+            initial_end: bookmarks && q.flag("sendInitialEvents"),
+        };
+        tokio::spawn(async move {
+            watcher.run(cache, sub, timeout).await;
+            drop(open);
+        });
+    } else {
+        // Older than the cache's history: a watch on the store, which
+        // replays from there (or answers 410 Gone if compacted).
+        let from = from.unwrap_or_default();
+        let stream = objects
+            .store()
+            .watch(&prefix, from)
+            .await
+            .map_err(store_error)?;
+        tokio::spawn(async move {
+            pump(stream, filter, filter_name, tx, timeout, render).await;
+            drop(open);
+        });
+    }
     let body = BodyExt::boxed(StreamBody::new(tokio_stream_from(rx)));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
@@ -91,6 +103,133 @@ pub(crate) async fn watch(
         HeaderValue::from_static("application/json;stream=watch"),
     );
     Ok(resp)
+}
+
+/// One watch served from the watch cache.
+struct Watcher {
+    filter: Filter,
+    name: Option<String>,
+    prefix: String,
+    render: Render,
+    tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    resource: &'static Resource,
+    bookmarks: bool,
+    /// `sendInitialEvents=true`: a bookmark marks the end of the initial
+    /// ADDED events (the WatchList protocol).
+    initial_end: bool,
+}
+
+impl Watcher {
+    async fn run(mut self, cache: Arc<Cache>, sub: Subscription, timeout: Option<Duration>) {
+        let Subscription {
+            initial,
+            replay,
+            mut live,
+            from,
+            revision,
+        } = sub;
+        for kv in &initial {
+            let event = match decode(kv) {
+                Ok(obj) if self.matches(&obj) => json!({"type": "ADDED", "object": obj}),
+                Ok(_) => continue,
+                Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
+            };
+            if !self.send_value(event).await {
+                return;
+            }
+        }
+        if self.initial_end {
+            let mut mark = bookmark(self.resource, revision);
+            mark["object"]["metadata"]["annotations"] =
+                json!({"k8s.io/initial-events-end": "true"});
+            if !self.send_value(mark).await {
+                return;
+            }
+        }
+        let mut sent = revision.max(from - 1);
+        for event in &replay {
+            if !self.send_event(event).await {
+                return;
+            }
+            sent = sent.max(event.revision);
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // As kube-apiserver: a bookmark every minute, and one 2 s before
+        // the watch times out, so the client can resume from there.
+        let period = match timeout {
+            Some(t) if t > Duration::from_secs(2) => BOOKMARK_EVERY.min(t - Duration::from_secs(2)),
+            _ => BOOKMARK_EVERY,
+        };
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            let next = tokio::select! {
+                next = live.recv() => next,
+                () = self.tx.closed() => return,
+                () = sleep_until(deadline) => return,
+                _ = ticks.tick(), if self.bookmarks => {
+                    // Every change up to the cache's revision is queued
+                    // here once it was read; if none is left, say so.
+                    let now = cache.revision();
+                    if live.is_empty() && now >= sent {
+                        sent = now;
+                        if !self.send_value(bookmark(self.resource, now)).await {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Ok(event) => {
+                    if event.revision < from || !event.key.starts_with(&self.prefix) {
+                        continue;
+                    }
+                    sent = sent.max(event.revision);
+                    if !self.send_event(&event).await {
+                        return;
+                    }
+                }
+                // Too slow to keep up, or the cache started over: end the
+                // watch; the client watches again from what it has seen.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        self.filter.matches(obj) && name_ok(&self.name, obj)
+    }
+
+    async fn send_value(&mut self, event: Value) -> bool {
+        let frame = line(&self.render.event(event));
+        self.tx.send(frame).await.is_ok()
+    }
+
+    async fn send_event(&mut self, e: &CacheEvent) -> bool {
+        let plain = self.filter.is_empty() && self.name.is_none();
+        if plain && matches!(self.render.format, Format::Json) {
+            return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
+        }
+        let now = self.matches(&e.obj);
+        let before = e.prev.as_ref().map(|p| self.matches(p));
+        let kind = match (e.kind, before, now) {
+            (EventKind::Delete, Some(true), _) => "DELETED",
+            (EventKind::Delete, _, _) => return true,
+            (EventKind::Put, Some(true), true) => "MODIFIED",
+            (EventKind::Put, _, true) => "ADDED",
+            (EventKind::Put, Some(true), false) => "DELETED",
+            (EventKind::Put, _, false) => return true,
+        };
+        self.send_value(json!({"type": kind, "object": e.obj}))
+            .await
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn name_ok(name: &Option<String>, obj: &Value) -> bool {
@@ -153,16 +292,10 @@ async fn pump(
     mut stream: WatchStream,
     filter: Filter,
     name: Option<String>,
-    initial: Vec<Value>,
     tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
     timeout: Option<Duration>,
     mut render: Render,
 ) {
-    for event in initial {
-        if tx.send(line(&render.event(event))).await.is_err() {
-            return;
-        }
-    }
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         let next = match deadline {

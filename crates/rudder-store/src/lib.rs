@@ -335,6 +335,15 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     async fn current_revision(&self) -> Result<Revision>;
 
+    /// Whether, once [`Store::current_revision`] has returned R, every
+    /// event up to R is already queued on each open watch. Then a watcher
+    /// that has drained what its stream has ready has seen all of R (the
+    /// API server's watch cache serves consistent lists that way). True for
+    /// the embedded store; etcd's watch streams travel on their own.
+    fn watch_is_ordered(&self) -> bool {
+        false
+    }
+
     /// Creates `key`; fails with [`Error::AlreadyExists`] if present.
     /// Returns the new revision.
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {

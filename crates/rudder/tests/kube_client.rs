@@ -103,3 +103,107 @@ async fn kube_client_pages_watches_and_applies() {
         .unwrap();
     assert_eq!(cm.data.unwrap()["a"], "2");
 }
+
+/// The `rudder_store_request_duration_seconds_count` of store watches.
+async fn store_watches(client: &kube::Client) -> u64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"rudder_store_request_duration_seconds_count{operation="watch"} "#)
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
+    use kube::api::{WatchEvent, WatchParams};
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let first = cms
+        .create(&PostParams::default(), &configmap("first"))
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.unwrap();
+    // The first watch starts the cache (one store watch) ...
+    let mut streams = vec![
+        cms.watch(&WatchParams::default(), &rv)
+            .await
+            .unwrap()
+            .boxed(),
+    ];
+    let before = store_watches(&client).await;
+    // ... and a hundred more cost the store nothing.
+    for _ in 0..100 {
+        streams.push(
+            cms.watch(&WatchParams::default(), &rv)
+                .await
+                .unwrap()
+                .boxed(),
+        );
+    }
+    let created = cms
+        .create(&PostParams::default(), &configmap("second"))
+        .await
+        .unwrap();
+    for stream in &mut streams {
+        match stream.next().await.unwrap().unwrap() {
+            WatchEvent::Added(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("second")),
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+    }
+    assert_eq!(store_watches(&client).await, before);
+
+    // A watch from a version older than the cache's history replays from
+    // the store; one from a version the cache has replays from memory.
+    let mut from_start = cms
+        .watch(&WatchParams::default(), "1")
+        .await
+        .unwrap()
+        .boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        if let WatchEvent::Added(cm) = from_start.next().await.unwrap().unwrap() {
+            names.push(cm.metadata.name.unwrap());
+        }
+    }
+    assert_eq!(names, ["first", "second"]);
+
+    // Bookmarks: one before a 3 s watch times out, at the latest version.
+    let created_rv: u64 = created.metadata.resource_version.unwrap().parse().unwrap();
+    let params = WatchParams::default().timeout(3);
+    let mut stream = cms.watch(&params, &rv).await.unwrap().boxed();
+    let mut bookmark = None;
+    while let Some(event) = stream.next().await {
+        if let WatchEvent::Bookmark(b) = event.unwrap() {
+            bookmark = Some(b.metadata.resource_version.parse::<u64>().unwrap());
+        }
+    }
+    assert!(bookmark.is_some_and(|b| b >= created_rv), "{bookmark:?}");
+
+    // The WatchList protocol: current objects, then a bookmark saying so.
+    let params = WatchParams::default().initial_events();
+    let mut stream = cms.watch(&params, "").await.unwrap().boxed();
+    let mut initial = Vec::new();
+    loop {
+        match stream.next().await.unwrap().unwrap() {
+            WatchEvent::Added(cm) => initial.push(cm.metadata.name.unwrap()),
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(
+                    b.metadata
+                        .annotations
+                        .get("k8s.io/initial-events-end")
+                        .map(String::as_str),
+                    Some("true")
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    initial.sort();
+    assert_eq!(initial, ["first", "second"]);
+}

@@ -458,6 +458,10 @@ impl Store for EmbeddedStore {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    fn watch_is_ordered(&self) -> bool {
+        true
+    }
+
     async fn current_revision(&self) -> Result<Revision> {
         Ok(self.shared.revision.load(Ordering::Acquire))
     }

@@ -102,9 +102,11 @@ fn commit(shared: &Shared, batch: Vec<Request>) {
     let applied = apply(shared, &batch);
     match applied {
         Ok(applied) => {
+            // Published before the revision moves: whoever reads the new
+            // revision finds its events already queued on every watch.
+            shared.hub.publish(applied.revision, applied.events);
             shared.revision.store(applied.revision, Ordering::Release);
             shared.compact.store(applied.compact, Ordering::Release);
-            shared.hub.publish(applied.revision, applied.events);
             for (req, outcome) in batch.into_iter().zip(applied.outcomes) {
                 // A requester that gave up waiting is no error.
                 match (req, outcome) {

@@ -1,0 +1,393 @@
+//! The watch cache: per resource, the current objects and a window of
+//! recent changes, kept in memory from one store watch. Watches are served
+//! from it, so a thousand watchers of pods cost the store one watch and
+//! each change is decoded and encoded once; lists are served from it when
+//! that is consistent (see [`Cache::list_revision`]).
+//!
+//! Each cache starts on the first request for its resource: a list, then a
+//! watch from the list's revision. If that watch fails (the store compacted
+//! past it, or the cache fell too far behind), the cache lists again and
+//! ends every watch it was serving; clients then watch again, as they do
+//! when kube-apiserver's cacher reinitializes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use rudder_api::{Resource, StatusError};
+use rudder_store::{EventKind, KeyValue, RangeRequest, Revision, Store};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::objects::{decode, set_resource_version, store_error};
+
+/// Changes kept for watches that start from a past resourceVersion; older
+/// ones are served by a watch on the store.
+const HISTORY: usize = 4096;
+/// Changes a watcher may fall behind before its watch is ended.
+const FAN_OUT: usize = 4096;
+
+/// One change, decoded once for every watcher.
+#[derive(Debug)]
+pub(crate) struct CacheEvent {
+    pub(crate) revision: Revision,
+    pub(crate) key: String,
+    pub(crate) kind: EventKind,
+    /// The object after the change (for a delete: as it was, with the
+    /// deleting revision as its resourceVersion).
+    pub(crate) obj: Value,
+    pub(crate) prev: Option<Value>,
+    /// `{"type":…,"object":…}\n` for a watcher without selectors.
+    pub(crate) line: Bytes,
+}
+
+#[derive(Debug)]
+struct State {
+    objects: BTreeMap<String, KeyValue>,
+    /// Every change up to here is applied.
+    revision: Revision,
+    history: VecDeque<Arc<CacheEvent>>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// The cache of one resource.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    prefix: String,
+    state: RwLock<State>,
+    /// The applied revision, for waiters.
+    progress: watch::Sender<Revision>,
+    /// Asks the updater to confirm a store revision (see `list_revision`).
+    sync: mpsc::Sender<(Revision, oneshot::Sender<()>)>,
+}
+
+/// What a new watch starts from.
+pub(crate) struct Subscription {
+    /// The objects at `revision` (when no resourceVersion was given).
+    pub(crate) initial: Vec<KeyValue>,
+    /// Changes after the starting point that happened before subscribing.
+    pub(crate) replay: Vec<Arc<CacheEvent>>,
+    pub(crate) live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// Live events below this were replayed or are too old.
+    pub(crate) from: Revision,
+    pub(crate) revision: Revision,
+}
+
+impl Cache {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Subscribes from `from` (the first revision wanted), or from the
+    /// current objects when `from` is `None`. `Ok(None)`: `from` is older
+    /// than the history kept.
+    pub(crate) fn subscribe(&self, from: Option<Revision>, within: &str) -> Option<Subscription> {
+        let state = self.read();
+        let live = state.events.subscribe();
+        match from {
+            None => Some(Subscription {
+                initial: state
+                    .objects
+                    .range(within.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(within))
+                    .map(|(_, kv)| kv.clone())
+                    .collect(),
+                replay: Vec::new(),
+                live,
+                from: state.revision + 1,
+                revision: state.revision,
+            }),
+            Some(from) => {
+                let oldest = state
+                    .history
+                    .front()
+                    .map_or(state.revision + 1, |e| e.revision);
+                // Changes before `from` that are no longer in the history
+                // are fine only if nothing happened since: an empty window.
+                if from < oldest && from <= state.revision {
+                    return None;
+                }
+                let replay = state
+                    .history
+                    .iter()
+                    .filter(|e| e.revision >= from && e.key.starts_with(within))
+                    .cloned()
+                    .collect();
+                Some(Subscription {
+                    initial: Vec::new(),
+                    replay,
+                    live,
+                    from,
+                    revision: state.revision,
+                })
+            }
+        }
+    }
+
+    /// The objects under `within` as of the cache's revision.
+    pub(crate) fn snapshot(&self, within: &str) -> (Revision, Vec<KeyValue>) {
+        let state = self.read();
+        let items = state
+            .objects
+            .range(within.to_string()..)
+            .take_while(|(k, _)| k.starts_with(within))
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        (state.revision, items)
+    }
+
+    pub(crate) fn revision(&self) -> Revision {
+        self.read().revision
+    }
+
+    /// Waits until the cache holds every change up to `revision`; `false`
+    /// if that does not happen within `wait`.
+    pub(crate) async fn wait_for(&self, revision: Revision, wait: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        tokio::time::timeout(wait, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Makes the cache current with the store, when the store can say so
+    /// (`Store::watch_is_ordered`): reads the store's revision, then has the
+    /// updater drain its watch and confirm. `None` when the store cannot
+    /// promise it; the caller then reads the store.
+    pub(crate) async fn sync_with(&self, store: &dyn Store) -> Option<Revision> {
+        if !store.watch_is_ordered() {
+            return None;
+        }
+        let current = store.current_revision().await.ok()?;
+        if self.revision() >= current {
+            return Some(current);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.sync.send((current, tx)).await.ok()?;
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .ok()?
+            .ok()?;
+        Some(current)
+    }
+
+    fn apply(&self, event: rudder_store::Event) {
+        let revision = event.revision();
+        let decoded = match event.kind {
+            EventKind::Put => decode(&event.kv).map(|obj| (obj, event.prev.as_ref().map(decode))),
+            EventKind::Delete => event
+                .prev
+                .as_ref()
+                .ok_or_else(|| StatusError::internal("a delete without its previous value"))
+                .and_then(decode)
+                .map(|mut obj| {
+                    set_resource_version(&mut obj, revision);
+                    (obj.clone(), Some(Ok(obj)))
+                }),
+        };
+        let (obj, prev) = match decoded {
+            Ok((obj, prev)) => (obj, prev.and_then(Result::ok)),
+            Err(e) => {
+                tracing::warn!(key = %event.kv.key, "watch cache skips an undecodable object: {}", e.message);
+                return;
+            }
+        };
+        let kind = match (event.kind, &prev) {
+            (EventKind::Delete, _) => "DELETED",
+            (EventKind::Put, Some(_)) => "MODIFIED",
+            (EventKind::Put, None) => "ADDED",
+        };
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        line.push(b'\n');
+        let cached = Arc::new(CacheEvent {
+            revision,
+            key: event.kv.key.clone(),
+            kind: event.kind,
+            obj,
+            prev,
+            line: line.into(),
+        });
+        let mut state = self.write();
+        match event.kind {
+            EventKind::Put => state.objects.insert(event.kv.key.clone(), event.kv),
+            EventKind::Delete => state.objects.remove(&event.kv.key),
+        };
+        state.revision = state.revision.max(revision);
+        if state.history.len() == HISTORY {
+            state.history.pop_front();
+        }
+        state.history.push_back(cached.clone());
+        let _ = state.events.send(cached);
+        let now = state.revision;
+        drop(state);
+        self.progress.send_replace(now);
+    }
+
+    fn confirm(&self, revision: Revision) {
+        let mut state = self.write();
+        state.revision = state.revision.max(revision);
+        let now = state.revision;
+        drop(state);
+        self.progress.send_replace(now);
+    }
+}
+
+/// The caches of every resource, started on first use.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchCaches {
+    store: Arc<dyn Store>,
+    caches: Arc<Mutex<HashMap<String, Arc<Cache>>>>,
+}
+
+impl WatchCaches {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            caches: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The cache of `r`, once it has loaded.
+    pub(crate) async fn get(&self, r: &Resource) -> Result<Arc<Cache>, StatusError> {
+        let prefix = r.storage_prefix();
+        let (cache, fresh) = {
+            let mut caches = self
+                .caches
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match caches.get(&prefix) {
+                Some(c) => (c.clone(), false),
+                None => {
+                    let (sync_tx, sync_rx) = mpsc::channel(64);
+                    let cache = Arc::new(Cache {
+                        prefix: prefix.clone(),
+                        state: RwLock::new(State {
+                            objects: BTreeMap::new(),
+                            revision: 0,
+                            history: VecDeque::new(),
+                            events: broadcast::channel(FAN_OUT).0,
+                        }),
+                        progress: watch::Sender::new(0),
+                        sync: sync_tx,
+                    });
+                    caches.insert(prefix.clone(), cache.clone());
+                    tokio::spawn(run(cache.clone(), self.store.clone(), sync_rx));
+                    (cache, true)
+                }
+            }
+        };
+        if fresh || cache.revision() == 0 {
+            // Loaded once the first list is in (revision ≥ 1 from then on).
+            if !cache.wait_for(1, Duration::from_secs(30)).await {
+                return Err(StatusError::timeout(format!(
+                    "the watch cache for {prefix} is still loading"
+                )));
+            }
+        }
+        Ok(cache)
+    }
+}
+
+/// Keeps one cache current: list, watch from there, list again on failure.
+async fn run(
+    cache: Arc<Cache>,
+    store: Arc<dyn Store>,
+    mut sync: mpsc::Receiver<(Revision, oneshot::Sender<()>)>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let list = match store
+            .range(RangeRequest::prefix(cache.prefix.clone()))
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(prefix = %cache.prefix, "watch cache list failed, retrying: {}", store_error(e).message);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let revision = list.revision;
+        {
+            let mut state = cache.write();
+            state.objects = list
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key.clone(), kv))
+                .collect();
+            state.revision = revision;
+            state.history.clear();
+            // Ends the watches served so far: what they saw may not lead
+            // on to this list.
+            state.events = broadcast::channel(FAN_OUT).0;
+        }
+        cache.progress.send_replace(revision);
+        let mut stream = match store.watch(&cache.prefix, revision + 1).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(prefix = %cache.prefix, "watch cache watch failed, listing again: {}", store_error(e).message);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let ended = loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Some(Ok(event)) => cache.apply(event),
+                    Some(Err(e)) => break Some(e),
+                    None => break None,
+                },
+                Some((revision, done)) = sync.recv() => {
+                    // Everything up to `revision` is queued on the stream
+                    // (Store::watch_is_ordered): apply what is ready.
+                    let mut failed = None;
+                    while let Some(next) = stream.next().now_or_never() {
+                        match next {
+                            Some(Ok(event)) => cache.apply(event),
+                            Some(Err(e)) => {
+                                failed = Some(e);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if failed.is_some() {
+                        break failed;
+                    }
+                    cache.confirm(revision);
+                    let _ = done.send(());
+                }
+            }
+        };
+        match ended {
+            Some(e) => {
+                tracing::info!(prefix = %cache.prefix, "watch cache lists again: {}", store_error(e).message);
+            }
+            // The store is closing.
+            None => return,
+        }
+    }
+}
+
+pub(crate) fn bookmark(r: &Resource, revision: Revision) -> Value {
+    json!({
+        "type": "BOOKMARK",
+        "object": {
+            "kind": r.kind,
+            "apiVersion": r.api_version(),
+            "metadata": {"resourceVersion": revision.to_string(), "creationTimestamp": null},
+        }
+    })
+}
