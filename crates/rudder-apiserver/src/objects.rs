@@ -984,7 +984,7 @@ impl List {
 /// A stored object as JSON with its resourceVersion, without parsing it:
 /// stored objects are serde_json output, whose first `"metadata":{` is the
 /// top-level one (only `apiVersion` and `kind`, plain strings, sort before it).
-fn with_resource_version(kv: &KeyValue) -> Result<Bytes, StatusError> {
+pub(crate) fn with_resource_version(kv: &KeyValue) -> Result<Bytes, StatusError> {
     const META: &[u8] = b"\"metadata\":{";
     let raw = &kv.value;
     match raw.windows(META.len()).position(|w| w == META) {

@@ -210,8 +210,10 @@ impl Watcher {
         if plain && matches!(self.render.format, Format::Json) {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
-        let now = self.matches(&e.obj);
-        let before = e.prev.as_ref().map(|p| self.matches(p));
+        let (obj, prev) = e.objects();
+        let Some(obj) = obj else { return true };
+        let now = self.matches(obj);
+        let before = prev.as_ref().map(|p| self.matches(p));
         let kind = match (e.kind, before, now) {
             (EventKind::Delete, Some(true), _) => "DELETED",
             (EventKind::Delete, _, _) => return true,
@@ -220,8 +222,7 @@ impl Watcher {
             (EventKind::Put, Some(true), false) => "DELETED",
             (EventKind::Put, _, false) => return true,
         };
-        self.send_value(json!({"type": kind, "object": e.obj}))
-            .await
+        self.send_value(json!({"type": kind, "object": obj})).await
     }
 }
 

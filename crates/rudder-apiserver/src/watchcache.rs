@@ -11,7 +11,7 @@
 //! when kube-apiserver's cacher reinitializes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,15 +21,17 @@ use rudder_store::{EventKind, KeyValue, RangeRequest, Revision, Store};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::objects::{decode, set_resource_version, store_error};
+use crate::objects::{decode, store_error, with_resource_version};
 
 /// Changes kept for watches that start from a past resourceVersion; older
 /// ones are served by a watch on the store.
-const HISTORY: usize = 4096;
+const HISTORY: usize = 2048;
 /// Changes a watcher may fall behind before its watch is ended.
 const FAN_OUT: usize = 4096;
 
-/// One change, decoded once for every watcher.
+/// One change, shared by every watcher: the JSON line a watcher without
+/// selectors sends is made once, without decoding the object; the object
+/// is decoded once, the first time a watcher with selectors needs it.
 #[derive(Debug)]
 pub(crate) struct CacheEvent {
     pub(crate) revision: Revision,
@@ -37,10 +39,24 @@ pub(crate) struct CacheEvent {
     pub(crate) kind: EventKind,
     /// The object after the change (for a delete: as it was, with the
     /// deleting revision as its resourceVersion).
-    pub(crate) obj: Value,
-    pub(crate) prev: Option<Value>,
+    kv: KeyValue,
+    prev: Option<KeyValue>,
+    decoded: OnceLock<(Option<Value>, Option<Value>)>,
     /// `{"type":…,"object":…}\n` for a watcher without selectors.
     pub(crate) line: Bytes,
+}
+
+impl CacheEvent {
+    /// The object after the change and before it, decoded (`None` where
+    /// absent or undecodable).
+    pub(crate) fn objects(&self) -> &(Option<Value>, Option<Value>) {
+        self.decoded.get_or_init(|| {
+            (
+                decode(&self.kv).ok(),
+                self.prev.as_ref().and_then(|p| decode(p).ok()),
+            )
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -182,45 +198,52 @@ impl Cache {
 
     fn apply(&self, event: rudder_store::Event) {
         let revision = event.revision();
-        let decoded = match event.kind {
-            EventKind::Put => decode(&event.kv).map(|obj| (obj, event.prev.as_ref().map(decode))),
-            EventKind::Delete => event
-                .prev
-                .as_ref()
-                .ok_or_else(|| StatusError::internal("a delete without its previous value"))
-                .and_then(decode)
-                .map(|mut obj| {
-                    set_resource_version(&mut obj, revision);
-                    (obj.clone(), Some(Ok(obj)))
-                }),
+        let rudder_store::Event { kind, kv, prev } = event;
+        // What watchers see of a delete is the object as it was, at the
+        // deleting revision.
+        let shown = match (kind, &prev) {
+            (EventKind::Delete, Some(prev)) => KeyValue {
+                mod_revision: revision,
+                ..prev.clone()
+            },
+            (EventKind::Delete, None) => {
+                tracing::warn!(key = %kv.key, "watch cache: a delete without its previous value");
+                return;
+            }
+            (EventKind::Put, _) => kv.clone(),
         };
-        let (obj, prev) = match decoded {
-            Ok((obj, prev)) => (obj, prev.and_then(Result::ok)),
+        let object = match with_resource_version(&shown) {
+            Ok(object) => object,
             Err(e) => {
-                tracing::warn!(key = %event.kv.key, "watch cache skips an undecodable object: {}", e.message);
+                tracing::warn!(key = %kv.key, "watch cache skips an undecodable object: {}", e.message);
                 return;
             }
         };
-        let kind = match (event.kind, &prev) {
+        let type_ = match (kind, &prev) {
             (EventKind::Delete, _) => "DELETED",
             (EventKind::Put, Some(_)) => "MODIFIED",
             (EventKind::Put, None) => "ADDED",
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(object.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(type_.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&object);
+        line.extend_from_slice(b"}\n");
+        let key = kv.key.clone();
         let cached = Arc::new(CacheEvent {
             revision,
-            key: event.kv.key.clone(),
-            kind: event.kind,
-            obj,
+            key: key.clone(),
+            kind,
+            kv: shown,
             prev,
+            decoded: OnceLock::new(),
             line: line.into(),
         });
         let mut state = self.write();
-        match event.kind {
-            EventKind::Put => state.objects.insert(event.kv.key.clone(), event.kv),
-            EventKind::Delete => state.objects.remove(&event.kv.key),
+        match kind {
+            EventKind::Put => state.objects.insert(key, kv),
+            EventKind::Delete => state.objects.remove(&key),
         };
         state.revision = state.revision.max(revision);
         if state.history.len() == HISTORY {

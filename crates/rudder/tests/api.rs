@@ -284,6 +284,31 @@ fn watches_replay_current_state_then_stream_changes() {
     // Selectors apply to watches too.
     let path = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dnope";
     assert_eq!(c.ok(27, &["get", "--raw", path]).trim(), "");
+
+    // An object that stops matching leaves as DELETED and comes back as
+    // ADDED (replayed from the watch cache's history).
+    let list = c.ok(
+        27,
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
+    );
+    let rv = json(&list)["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.ok(27, &["create", "configmap", "third"]);
+    for label in ["app=a", "app=b", "app=a"] {
+        c.ok(27, &["label", "configmap", "third", label, "--overwrite"]);
+    }
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&labelSelector=app%3Da&resourceVersion={rv}"
+    );
+    let out = c.ok(33, &["get", "--raw", &path]);
+    let types: Vec<String> = out
+        .lines()
+        .map(json)
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["ADDED", "DELETED", "ADDED"], "{out}");
 }
 
 #[test]
