@@ -20,7 +20,33 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 }
 
 /// Applies the defaults of `kind` (in `group`) to `object`.
+/// Metadata lists and maps left empty (the last finalizer or owner
+/// reference removed by a patch) are dropped, as Go's `omitempty` does when
+/// Kubernetes re-encodes the object.
+fn omit_empty_metadata(object: &mut Value) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "labels",
+            "annotations",
+            "ownerReferences",
+            "finalizers",
+            "managedFields",
+        ] {
+            let empty = match meta.get(field) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
+}
+
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    omit_empty_metadata(object);
     match (group, kind) {
         ("", "Pod") => {
             if let Some(spec) = object.get_mut("spec") {

@@ -94,6 +94,7 @@ struct State {
 
 /// A bound API server, ready to [`ApiServer::run`].
 pub struct ApiServer {
+    controller_kubeconfig: String,
     event_ttl: std::time::Duration,
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -174,20 +175,31 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     let admin = pki
         .client_cert("admin", Some("system:masters"))
         .map_err(|e| Error::Tls(e.to_string()))?;
-    let kubeconfig = kubeconfig(
+    let admin_kubeconfig = kubeconfig(
         &format!("https://127.0.0.1:{}", addr.port()),
         pki.ca_pem(),
         &admin,
     );
     for path in &config.kubeconfigs {
-        write_atomic(path, kubeconfig.as_bytes(), true).map_err(|source| Error::Kubeconfig {
-            path: path.clone(),
-            source,
+        write_atomic(path, admin_kubeconfig.as_bytes(), true).map_err(|source| {
+            Error::Kubeconfig {
+                path: path.clone(),
+                source,
+            }
         })?;
     }
+    let controllers = pki
+        .client_cert("system:kube-controller-manager", None)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let controller_kubeconfig = kubeconfig(
+        &format!("https://127.0.0.1:{}", addr.port()),
+        pki.ca_pem(),
+        &controllers,
+    );
     tracing::info!(%addr, kubeconfig = ?config.kubeconfigs, "API server listening");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     Ok(ApiServer {
+        controller_kubeconfig,
         event_ttl: config.event_ttl,
         listener,
         acceptor,
@@ -199,6 +211,12 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
 impl ApiServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A kubeconfig (YAML) for the in-process controllers: user
+    /// `system:kube-controller-manager`, over loopback.
+    pub fn controller_kubeconfig(&self) -> &str {
+        &self.controller_kubeconfig
     }
 
     /// Serves until `shutdown` resolves.

@@ -661,6 +661,37 @@ impl Objects {
             return self.delete_namespace(t, name, current, obj).await;
         }
         let grace = strategy::grace_period(r, &obj, options);
+        // Orphan and Foreground leave the object in place, marked, with a
+        // finalizer the garbage collector removes once it has orphaned or
+        // deleted the dependents.
+        if let Some(finalizer) = propagation_finalizer(options, q)? {
+            let deleting = obj["metadata"].get("deletionTimestamp").is_some();
+            if deleting && finalizers(&obj).contains(&finalizer) {
+                return Ok(obj);
+            }
+            let mut obj = obj;
+            let list = obj["metadata"]
+                .as_object_mut()
+                .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
+            if let Some(Value::Array(list)) = list {
+                list.push(finalizer.into());
+            }
+            if !deleting {
+                return self.mark_deleted(r, name, &current, obj, grace).await;
+            }
+            return match self
+                .store
+                .update(&current.key, encode(&obj), current.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    set_resource_version(&mut obj, rev);
+                    Ok(obj)
+                }
+                Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(r, name)),
+                Err(e) => Err(store_error(e)),
+            };
+        }
         if !has_finalizers(&obj) && grace == 0 {
             if !self.delete_with_reservations(r, &current, &obj).await? {
                 return Err(StatusError::conflict(r, name));
@@ -1114,6 +1145,31 @@ fn finalizers(obj: &Value) -> Vec<&str> {
         .flatten()
         .filter_map(Value::as_str)
         .collect()
+}
+
+/// The finalizer a delete's propagation policy puts on the object:
+/// `orphan` (Orphan, or the deprecated `orphanDependents: true`),
+/// `foregroundDeletion` (Foreground), none for Background (the default).
+fn propagation_finalizer(options: &Value, q: &Query) -> Result<Option<&'static str>, StatusError> {
+    let policy = options["propagationPolicy"]
+        .as_str()
+        .or_else(|| q.get("propagationPolicy"));
+    let orphan = options["orphanDependents"]
+        .as_bool()
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    match (policy, orphan) {
+        (Some(_), Some(_)) => Err(StatusError::unprocessable(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \
+             orphanDependents and deletionPropagation cannot be both set",
+        )),
+        (Some("Orphan"), _) | (None, Some(true)) => Ok(Some("orphan")),
+        (Some("Foreground"), _) => Ok(Some("foregroundDeletion")),
+        (Some("Background"), _) | (None, _) => Ok(None),
+        (Some(other), _) => Err(StatusError::unprocessable(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \
+             {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
 }
 
 fn has_finalizers(obj: &Value) -> bool {

@@ -120,10 +120,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    let controller_kubeconfig = api.controller_kubeconfig().to_string();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(api.run(async move {
         let _ = stop_rx.await;
     }));
+    let controllers = match controller_client(&controller_kubeconfig).await {
+        Ok(client) => tokio::spawn(rudder_controllers::run(client)),
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let _ = api.await;
+            compactor.abort();
+            return Err(e.context("connecting the controllers to the API server"));
+        }
+    };
     tracing::info!(
         "rudder server running; use it with: export KUBECONFIG={}; stop it with SIGTERM or Ctrl-C",
         args.write_kubeconfig.display()
@@ -134,6 +144,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = sig, "shutting down");
+    controllers.abort();
     let _ = stop_tx.send(());
     let _ = api.await;
     compactor.abort();
@@ -143,6 +154,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(store);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A client for the in-process controllers, from the kubeconfig the API
+/// server made for them.
+async fn controller_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// This machine's host name and addresses, for the serving certificate.

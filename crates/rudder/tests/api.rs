@@ -1424,3 +1424,147 @@ spec:
     let out = c.kubectl(33, &["set", "image", "deployment/web", "web=nginx:2"]);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
 }
+
+/// Delete propagation (Background, Orphan, Foreground) and the garbage
+/// collector, with ConfigMaps owning ConfigMaps.
+#[test]
+fn deletes_cascade_to_dependents_as_the_propagation_policy_says() {
+    let c = Cluster::start(&[]);
+    let owner = |name: &str| {
+        c.ok(27, &["create", "configmap", name]);
+        c.ok(
+            27,
+            &["get", "configmap", name, "-o", "jsonpath={.metadata.uid}"],
+        )
+    };
+    let dependent = |name: &str, owners: &[(&str, &str, bool)]| {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|(owner, uid, block)| {
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "blockOwnerDeletion": block})
+            })
+            .collect();
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": refs}});
+        c.apply(33, &obj.to_string());
+    };
+
+    // Background (kubectl's default): the owner goes at once, the
+    // dependents after it.
+    let uid = owner("bg");
+    dependent("bg-1", &[("bg", &uid, true)]);
+    dependent("bg-2", &[("bg", &uid, false)]);
+    let live = owner("live");
+    dependent("shared", &[("bg", &uid, false), ("live", &live, false)]);
+    c.ok(27, &["delete", "configmap", "bg"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=delete",
+            "configmap/bg-1",
+            "configmap/bg-2",
+            "--timeout=60s",
+        ],
+    );
+    // A dependent with another owner alive only loses the dangling reference.
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.metadata.ownerReferences[*].name}=live",
+            "configmap/shared",
+            "--timeout=60s",
+        ],
+    );
+
+    // Orphan: the dependents stay, without the reference.
+    let uid = owner("or");
+    dependent("or-1", &[("or", &uid, true)]);
+    c.ok(33, &["delete", "configmap", "or", "--cascade=orphan"]);
+    assert!(
+        c.fails(27, &["get", "configmap", "or"])
+            .contains("not found")
+    );
+    let refs = c.ok(
+        27,
+        &[
+            "get",
+            "configmap",
+            "or-1",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ],
+    );
+    assert_eq!(refs.trim(), "", "or-1 still refers to its owner: {refs}");
+
+    // Foreground: the owner goes only after the dependents that block it;
+    // a finalizer on fg-1 holds it (and so fg) until the test removes it.
+    let uid = owner("fg");
+    dependent("fg-1", &[("fg", &uid, true)]);
+    c.ok(
+        27,
+        &[
+            "patch",
+            "configmap",
+            "fg-1",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ],
+    );
+    dependent("fg-2", &[("fg", &uid, false)]);
+    c.ok(
+        27,
+        &[
+            "delete",
+            "configmap",
+            "fg",
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+    );
+    c.ok(
+        33,
+        &["wait", "--for=delete", "configmap/fg-2", "--timeout=60s"],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.metadata.deletionTimestamp}",
+            "configmap/fg-1",
+            "--timeout=60s",
+        ],
+    );
+    let held = json(&c.ok(27, &["get", "configmap", "fg", "-o", "json"]));
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    assert_eq!(
+        held["metadata"]["finalizers"],
+        serde_json::json!(["foregroundDeletion"])
+    );
+    c.ok(
+        27,
+        &[
+            "patch",
+            "configmap",
+            "fg-1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=delete",
+            "configmap/fg",
+            "configmap/fg-1",
+            "--timeout=60s",
+        ],
+    );
+    assert!(
+        c.ok(27, &["get", "configmap", "live", "-o", "name"])
+            .contains("live")
+    );
+}
