@@ -7,6 +7,7 @@
 //! enough (storage, selectors, metadata); typed handling comes per kind
 //! where validation and defaulting need it.
 
+pub mod conversion;
 pub mod defaults;
 pub mod patch;
 pub mod protobuf;

@@ -46,14 +46,24 @@ impl Resource {
         )
     }
 
-    /// The store prefix of all objects of this resource.
+    /// The store prefix of all objects of this resource. Versions of a
+    /// resource share it, and events.k8s.io Events are core Events seen
+    /// another way (as in Kubernetes).
     pub fn storage_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            self.group
+        let group = match self.group {
+            "" | "events.k8s.io" => "core",
+            g => g,
         };
         format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// Whether objects of this resource may be stored in another version
+    /// (or group) and need [`crate::conversion::convert`] on the way out.
+    pub fn converts(&self) -> bool {
+        matches!(
+            (self.group, self.kind),
+            ("autoscaling", "HorizontalPodAutoscaler") | ("" | "events.k8s.io", "Event")
+        )
     }
 }
 
@@ -113,6 +123,7 @@ pub static RESOURCES: &[Resource] = resources! {
     "batch" "v1" "Job" "jobs" "job" true [] ["all"] true;
     "batch" "v1" "CronJob" "cronjobs" "cronjob" true ["cj"] ["all"] true;
     "autoscaling" "v2" "HorizontalPodAutoscaler" "horizontalpodautoscalers" "horizontalpodautoscaler" true ["hpa"] ["all"] true;
+    "autoscaling" "v1" "HorizontalPodAutoscaler" "horizontalpodautoscalers" "horizontalpodautoscaler" true [] ["all"] true;
     "networking.k8s.io" "v1" "Ingress" "ingresses" "ingress" true ["ing"] [] true;
     "networking.k8s.io" "v1" "IngressClass" "ingressclasses" "ingressclass" false [] [] false;
     "networking.k8s.io" "v1" "NetworkPolicy" "networkpolicies" "networkpolicy" true ["netpol"] [] false;
@@ -128,6 +139,7 @@ pub static RESOURCES: &[Resource] = resources! {
     "storage.k8s.io" "v1" "CSIStorageCapacity" "csistoragecapacities" "csistoragecapacity" true [] [] false;
     "coordination.k8s.io" "v1" "Lease" "leases" "lease" true [] [] false;
     "discovery.k8s.io" "v1" "EndpointSlice" "endpointslices" "endpointslice" true [] [] false;
+    "events.k8s.io" "v1" "Event" "events" "event" true [] [] false;
     "scheduling.k8s.io" "v1" "PriorityClass" "priorityclasses" "priorityclass" false ["pc"] [] false;
     "node.k8s.io" "v1" "RuntimeClass" "runtimeclasses" "runtimeclass" false [] [] false;
 };

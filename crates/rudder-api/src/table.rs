@@ -59,6 +59,12 @@ impl IncludeObject {
 
 /// The column definitions and a row function for a kind.
 pub fn columns(group: &str, kind: &str) -> &'static [Column] {
+    // events.k8s.io Events print as core Events (converted to them).
+    let group = if (group, kind) == ("events.k8s.io", "Event") {
+        ""
+    } else {
+        group
+    };
     match (group, kind) {
         ("", "Pod") => {
             const C: &[Column] = &[
@@ -252,11 +258,307 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
             ];
             C
         }
+        ("", "PersistentVolume") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Capacity"),
+                col("Access Modes"),
+                col("Reclaim Policy"),
+                col("Status"),
+                col("Claim"),
+                col("StorageClass"),
+                col("VolumeAttributesClass"),
+                col("Reason"),
+                col("Age"),
+                wide("VolumeMode"),
+            ];
+            C
+        }
+        ("", "ResourceQuota") => {
+            const C: &[Column] = &[col("Name"), col("Age"), col("Request"), col("Limit")];
+            C
+        }
+        ("", "PodTemplate") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Containers"),
+                col("Images"),
+                col("Pod Labels"),
+            ];
+            C
+        }
+        ("apps", "ControllerRevision") => {
+            const C: &[Column] = &[col("Name"), col("Controller"), int("Revision"), col("Age")];
+            C
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Reference"),
+                col("Targets"),
+                col("MinPods"),
+                int("MaxPods"),
+                int("Replicas"),
+                col("Age"),
+            ];
+            C
+        }
+        ("networking.k8s.io", "Ingress") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Class"),
+                col("Hosts"),
+                col("Address"),
+                col("Ports"),
+                col("Age"),
+            ];
+            C
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Controller"),
+                col("Parameters"),
+                col("Age"),
+            ];
+            C
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            const C: &[Column] = &[col("Name"), col("Pod-Selector"), col("Age")];
+            C
+        }
+        ("policy", "PodDisruptionBudget") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Min Available"),
+                col("Max Unavailable"),
+                int("Allowed Disruptions"),
+                col("Age"),
+            ];
+            C
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Role"),
+                col("Age"),
+                wide("Users"),
+                wide("Groups"),
+                wide("ServiceAccounts"),
+            ];
+            C
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Provisioner"),
+                col("ReclaimPolicy"),
+                col("VolumeBindingMode"),
+                boolean("AllowVolumeExpansion"),
+                col("Age"),
+            ];
+            C
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            const C: &[Column] = &[
+                col("Name"),
+                boolean("AttachRequired"),
+                boolean("PodInfoOnMount"),
+                boolean("StorageCapacity"),
+                col("TokenRequests"),
+                boolean("RequiresRepublish"),
+                col("Modes"),
+                col("Age"),
+            ];
+            C
+        }
+        ("storage.k8s.io", "CSINode") => {
+            const C: &[Column] = &[col("Name"), int("Drivers"), col("Age")];
+            C
+        }
+        ("storage.k8s.io", "VolumeAttachment") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Attacher"),
+                col("PV"),
+                col("Node"),
+                boolean("Attached"),
+                col("Age"),
+            ];
+            C
+        }
+        ("storage.k8s.io", "CSIStorageCapacity") => {
+            const C: &[Column] = &[col("Name"), col("StorageClassName"), col("Capacity")];
+            C
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("AddressType"),
+                col("Ports"),
+                col("Endpoints"),
+                col("Age"),
+            ];
+            C
+        }
+        ("node.k8s.io", "RuntimeClass") => {
+            const C: &[Column] = &[col("Name"), col("Handler"), col("Age")];
+            C
+        }
+        // Kinds without a printer of their own get the default table
+        // convertor's columns (apiserver pkg/registry/rest/table.go).
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
+            const C: &[Column] = &[
+                col("Name"),
+                Column {
+                    name: "Created At",
+                    kind: "date",
+                    priority: 0,
+                },
+            ];
+            C
+        }
         _ => {
             const C: &[Column] = &[col("Name"), col("Age")];
             C
         }
     }
+}
+
+const fn boolean(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: "boolean",
+        priority: 0,
+    }
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn access_modes(v: &Value) -> String {
+    strings(v)
+        .iter()
+        .map(|m| match *m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A JSON scalar as Kubernetes prints it (an int-or-string, a quantity).
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `a=b,c=d` of a label map, `<none>` when empty.
+fn labels_string(v: &Value) -> Value {
+    let pairs: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", s(v)))
+        .collect();
+    or_none(pairs.join(","))
+}
+
+/// `used/hard` per resource, `pods: 1/10, requests.cpu: 0/2`, split into
+/// requests and limits as `kubectl get quota` shows them.
+fn quota_usage(obj: &Value) -> (String, String) {
+    let hard = obj["status"]["hard"]
+        .as_object()
+        .or(obj["spec"]["hard"].as_object());
+    let used = &obj["status"]["used"];
+    let (mut requests, mut limits) = (Vec::new(), Vec::new());
+    for (name, h) in hard.into_iter().flatten() {
+        let u = used.get(name).map_or_else(|| "0".to_string(), scalar);
+        let cell = format!("{name}: {u}/{}", scalar(h));
+        if name.starts_with("limits.") {
+            limits.push(cell);
+        } else {
+            requests.push(cell);
+        }
+    }
+    (requests.join(", "), limits.join(", "))
+}
+
+/// The HPA's targets: `cpu: 20%/50%`, `<unknown>` until measured.
+fn hpa_targets(obj: &Value) -> String {
+    let spec = &obj["spec"];
+    // autoscaling/v1 stores a single CPU target.
+    if let Some(target) = spec["targetCPUUtilizationPercentage"].as_i64() {
+        let current = obj["status"]["currentCPUUtilizationPercentage"]
+            .as_i64()
+            .map_or_else(|| "<unknown>".to_string(), |c| format!("{c}%"));
+        return format!("cpu: {current}/{target}%");
+    }
+    let metrics: Vec<&Value> = spec["metrics"].as_array().into_iter().flatten().collect();
+    if metrics.is_empty() {
+        return "<none>".into();
+    }
+    let current: Vec<&Value> = obj["status"]["currentMetrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut out = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        let kind = s(&m["type"]);
+        let field = match kind {
+            "Resource" => "resource",
+            "ContainerResource" => "containerResource",
+            "Pods" => "pods",
+            "Object" => "object",
+            "External" => "external",
+            _ => "",
+        };
+        let source = &m[field];
+        let target = &source["target"];
+        let cur = current.get(i).map(|c| &c[field]["current"]);
+        let (want, have) = match target["averageUtilization"].as_i64() {
+            Some(u) => (
+                format!("{u}%"),
+                cur.and_then(|c| c["averageUtilization"].as_i64())
+                    .map(|c| format!("{c}%")),
+            ),
+            None => {
+                let want = target
+                    .get("averageValue")
+                    .or(target.get("value"))
+                    .map(scalar)
+                    .unwrap_or_default();
+                let have = cur
+                    .and_then(|c| c.get("averageValue").or(c.get("value")))
+                    .map(scalar);
+                (want, have)
+            }
+        };
+        let name = match kind {
+            "Resource" | "ContainerResource" => s(&source["name"]).to_string(),
+            _ => s(&source["metric"]["name"]).to_string(),
+        };
+        let have = have.unwrap_or_else(|| "<unknown>".into());
+        out.push(format!("{name}: {have}/{want}"));
+    }
+    if out.len() > 2 {
+        let more = out.len() - 2;
+        out.truncate(2);
+        return format!("{} + {more} more...", out.join(", "));
+    }
+    out.join(", ")
 }
 
 fn s(v: &Value) -> &str {
@@ -349,6 +651,11 @@ fn ports_string(svc: &Value) -> String {
 
 /// The cells of one row, in column order.
 pub fn cells(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
+    if (group, kind) == ("events.k8s.io", "Event") {
+        let mut core = obj.clone();
+        crate::conversion::convert(&mut core, "v1");
+        return cells("", kind, &core, now);
+    }
     let name = Value::String(s(&obj["metadata"]["name"]).into());
     let spec = &obj["spec"];
     let status = &obj["status"];
@@ -691,8 +998,286 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
                 .unwrap_or("PreemptLowerPriority")
                 .into(),
         ],
+        ("", "PersistentVolume") => {
+            let claim = match spec["claimRef"]["name"].as_str() {
+                Some(n) => format!("{}/{n}", s(&spec["claimRef"]["namespace"])),
+                None => String::new(),
+            };
+            vec![
+                name,
+                s(&spec["capacity"]["storage"]).into(),
+                access_modes(&spec["accessModes"]).into(),
+                s(&spec["persistentVolumeReclaimPolicy"]).into(),
+                s(&status["phase"]).into(),
+                claim.into(),
+                s(&spec["storageClassName"]).into(),
+                or_unset(s(&spec["volumeAttributesClassName"])),
+                s(&status["reason"]).into(),
+                age(obj, now),
+                spec["volumeMode"].as_str().unwrap_or("Filesystem").into(),
+            ]
+        }
+        ("", "ResourceQuota") => {
+            let (requests, limits) = quota_usage(obj);
+            vec![name, age(obj, now), requests.into(), limits.into()]
+        }
+        ("", "PodTemplate") => {
+            let (names, images) = containers_and_images(&obj["template"]["spec"]);
+            vec![
+                name,
+                names,
+                images,
+                labels_string(&obj["template"]["metadata"]["labels"]),
+            ]
+        }
+        ("apps", "ControllerRevision") => {
+            let owner = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["controller"].as_bool() == Some(true));
+            let controller = owner.map_or_else(
+                || "<none>".to_string(),
+                |o| {
+                    let group = s(&o["apiVersion"]).split_once('/').map_or("", |(g, _)| g);
+                    let kind = s(&o["kind"]).to_lowercase();
+                    let kind = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
+                    format!("{kind}/{}", s(&o["name"]))
+                },
+            );
+            vec![
+                name,
+                controller.into(),
+                n(&obj["revision"]).into(),
+                age(obj, now),
+            ]
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let target = &spec["scaleTargetRef"];
+            vec![
+                name,
+                format!("{}/{}", s(&target["kind"]), s(&target["name"])).into(),
+                hpa_targets(obj).into(),
+                spec["minReplicas"]
+                    .as_i64()
+                    .map_or_else(|| "<unset>".to_string(), |m| m.to_string())
+                    .into(),
+                n(&spec["maxReplicas"]).into(),
+                n(&status["currentReplicas"]).into(),
+                age(obj, now),
+            ]
+        }
+        ("networking.k8s.io", "Ingress") => {
+            let hosts: Vec<&str> = spec["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["host"].as_str().filter(|h| !h.is_empty()).unwrap_or("*"))
+                .collect();
+            let addresses: Vec<&str> = status["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+                .collect();
+            let tls = spec["tls"].as_array().is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                or_none(s(&spec["ingressClassName"]).into()),
+                hosts.join(",").into(),
+                addresses.join(",").into(),
+                if tls { "80, 443" } else { "80" }.into(),
+                age(obj, now),
+            ]
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            let p = &spec["parameters"];
+            let parameters = match p["name"].as_str() {
+                Some(pname) => {
+                    let group = p["apiGroup"].as_str().unwrap_or("core");
+                    format!("{group}/{}/{pname}", s(&p["kind"]))
+                }
+                None => "<none>".into(),
+            };
+            vec![
+                name,
+                s(&spec["controller"]).into(),
+                parameters.into(),
+                age(obj, now),
+            ]
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            vec![
+                name,
+                or_none(selector_string(&spec["podSelector"])),
+                age(obj, now),
+            ]
+        }
+        ("policy", "PodDisruptionBudget") => {
+            let or_na = |v: &Value| {
+                if v.is_null() {
+                    "N/A".to_string()
+                } else {
+                    scalar(v)
+                }
+            };
+            vec![
+                name,
+                or_na(&spec["minAvailable"]).into(),
+                or_na(&spec["maxUnavailable"]).into(),
+                n(&status["disruptionsAllowed"]).into(),
+                age(obj, now),
+            ]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let role = &obj["roleRef"];
+            let subjects: Vec<&Value> = obj["subjects"].as_array().into_iter().flatten().collect();
+            let of = |kind: &str| -> Value {
+                let names: Vec<String> = subjects
+                    .iter()
+                    .filter(|x| s(&x["kind"]) == kind)
+                    .map(|x| match kind {
+                        "ServiceAccount" => format!("{}/{}", s(&x["namespace"]), s(&x["name"])),
+                        _ => s(&x["name"]).to_string(),
+                    })
+                    .collect();
+                names.join(", ").into()
+            };
+            vec![
+                name,
+                format!("{}/{}", s(&role["kind"]), s(&role["name"])).into(),
+                age(obj, now),
+                of("User"),
+                of("Group"),
+                of("ServiceAccount"),
+            ]
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            let annotations = &obj["metadata"]["annotations"];
+            let default = [
+                "storageclass.kubernetes.io/is-default-class",
+                "storageclass.beta.kubernetes.io/is-default-class",
+            ]
+            .iter()
+            .any(|a| annotations[*a] == "true");
+            let shown = if default {
+                format!("{} (default)", s(&obj["metadata"]["name"]))
+            } else {
+                s(&obj["metadata"]["name"]).to_string()
+            };
+            vec![
+                shown.into(),
+                s(&obj["provisioner"]).into(),
+                obj["reclaimPolicy"].as_str().unwrap_or("Delete").into(),
+                obj["volumeBindingMode"]
+                    .as_str()
+                    .unwrap_or("Immediate")
+                    .into(),
+                obj["allowVolumeExpansion"]
+                    .as_bool()
+                    .unwrap_or(false)
+                    .into(),
+                age(obj, now),
+            ]
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            let tokens: Vec<&str> = spec["tokenRequests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    t["audience"]
+                        .as_str()
+                        .filter(|a| !a.is_empty())
+                        .unwrap_or("<api-server>")
+                })
+                .collect();
+            let modes = strings(&spec["volumeLifecycleModes"]);
+            vec![
+                name,
+                spec["attachRequired"].as_bool().unwrap_or(true).into(),
+                spec["podInfoOnMount"].as_bool().unwrap_or(false).into(),
+                spec["storageCapacity"].as_bool().unwrap_or(false).into(),
+                or_unset(&tokens.join(",")),
+                spec["requiresRepublish"].as_bool().unwrap_or(false).into(),
+                if modes.is_empty() {
+                    "Persistent".to_string()
+                } else {
+                    modes.join(",")
+                }
+                .into(),
+                age(obj, now),
+            ]
+        }
+        ("storage.k8s.io", "CSINode") => {
+            let drivers = spec["drivers"].as_array().map_or(0, Vec::len);
+            vec![name, drivers.into(), age(obj, now)]
+        }
+        ("storage.k8s.io", "VolumeAttachment") => vec![
+            name,
+            s(&spec["attacher"]).into(),
+            s(&spec["source"]["persistentVolumeName"]).into(),
+            s(&spec["nodeName"]).into(),
+            status["attached"].as_bool().unwrap_or(false).into(),
+            age(obj, now),
+        ],
+        ("storage.k8s.io", "CSIStorageCapacity") => vec![
+            name,
+            s(&obj["storageClassName"]).into(),
+            or_unset(&scalar(&obj["capacity"])),
+        ],
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let ports: Vec<String> = obj["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    p["port"]
+                        .as_i64()
+                        .map_or_else(|| "<unset>".to_string(), |p| p.to_string())
+                })
+                .collect();
+            let addresses: Vec<&str> = obj["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| strings(&e["addresses"]))
+                .collect();
+            let shown = if addresses.len() > 3 {
+                format!(
+                    "{} + {} more...",
+                    addresses[..3].join(","),
+                    addresses.len() - 3
+                )
+            } else {
+                addresses.join(",")
+            };
+            vec![
+                name,
+                s(&obj["addressType"]).into(),
+                or_unset(&ports.join(",")),
+                or_unset(&shown),
+                age(obj, now),
+            ]
+        }
+        ("node.k8s.io", "RuntimeClass") => vec![name, s(&obj["handler"]).into(), age(obj, now)],
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
+            vec![name, obj["metadata"]["creationTimestamp"].clone()]
+        }
         _ => vec![name, age(obj, now)],
     }
+}
+
+fn or_unset(v: &str) -> Value {
+    Value::String(if v.is_empty() {
+        "<unset>".into()
+    } else {
+        v.into()
+    })
 }
 
 /// How to render a Table: its apiVersion (`meta.k8s.io/v1` or
@@ -844,15 +1429,47 @@ mod tests {
             )[1],
             "Active"
         );
-        assert_eq!(
-            cells_of(
-                "storage.k8s.io",
-                "StorageClass",
-                json!({"metadata": {"name": "sc"}})
-            )
-            .len(),
-            2
+        let sc = cells_of(
+            "storage.k8s.io",
+            "StorageClass",
+            json!({"metadata": {"name": "sc", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "p"}),
         );
+        assert_eq!(
+            sc[..5],
+            [
+                json!("sc (default)"),
+                json!("p"),
+                json!("Delete"),
+                json!("Immediate"),
+                json!(false)
+            ]
+        );
+        let hpa = cells_of(
+            "autoscaling",
+            "HorizontalPodAutoscaler",
+            json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}}),
+        );
+        assert_eq!(
+            hpa[..6],
+            [
+                json!("h"),
+                json!("Deployment/web"),
+                json!("cpu: <unknown>/50%"),
+                json!("<unset>"),
+                json!(3),
+                json!(0)
+            ]
+        );
+        // Every column list and row agree in length, for every kind.
+        for r in crate::registry::RESOURCES {
+            assert_eq!(
+                columns(r.group, r.kind).len(),
+                cells(r.group, r.kind, &json!({}), 0).len(),
+                "{}",
+                r.kind
+            );
+        }
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
     Ok(obj)
 }
 
+/// `obj` as resource `r` shows it: converted from the version it was
+/// stored in, for resources served in several versions.
+pub(crate) fn view(r: &Resource, obj: &mut Value) {
+    if r.converts() {
+        rudder_api::conversion::convert(obj, &r.api_version());
+    }
+}
+
 pub(crate) fn set_resource_version(obj: &mut Value, rev: Revision) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
@@ -194,7 +202,11 @@ impl Objects {
             .await
             .map_err(store_error)?;
         match kv {
-            Some(kv) => decode(&kv),
+            Some(kv) => {
+                let mut obj = decode(&kv)?;
+                view(t.resource, &mut obj);
+                Ok(obj)
+            }
             None => Err(StatusError::not_found(t.resource, name)),
         }
     }
@@ -508,7 +520,8 @@ impl Objects {
             let Some(current) = current else {
                 return Err(StatusError::not_found(r, name));
             };
-            let old = decode(&current)?;
+            let mut old = decode(&current)?;
+            view(r, &mut old);
             let mut obj = change(&old)?;
             if !obj.is_object() {
                 return Err(StatusError::bad_request("the result must be a JSON object"));
@@ -642,7 +655,8 @@ impl Objects {
         let Some(current) = current else {
             return Err(StatusError::not_found(r, name));
         };
-        let obj = decode(&current)?;
+        let mut obj = decode(&current)?;
+        view(r, &mut obj);
         let pre = &options["preconditions"];
         if let Some(uid) = pre.get("uid").and_then(Value::as_str)
             && obj["metadata"]["uid"].as_str() != Some(uid)
@@ -895,8 +909,8 @@ impl Objects {
             for kv in &page.kvs {
                 // Without selectors nothing needs parsing: the stored JSON
                 // goes out as it is, with its resourceVersion spliced in.
-                if filter.is_empty() || filter.matches(&decode(kv)?) {
-                    items.push(with_resource_version(kv)?);
+                if filter.is_empty() || filter.matches(&viewed(r, kv)?) {
+                    items.push(item_json(r, kv)?);
                 }
             }
             if !page.more {
@@ -951,8 +965,8 @@ impl Objects {
         let mut items = Vec::new();
         let mut continue_token = None;
         for (i, kv) in kvs.iter().enumerate() {
-            if filter.is_empty() || filter.matches(&decode(kv)?) {
-                items.push(with_resource_version(kv)?);
+            if filter.is_empty() || filter.matches(&viewed(r, kv)?) {
+                items.push(item_json(r, kv)?);
             }
             if limit > 0 && items.len() >= limit && i + 1 < kvs.len() {
                 continue_token = Some(encode_continue(revision, &kv.key));
@@ -1015,6 +1029,24 @@ impl List {
 /// A stored object as JSON with its resourceVersion, without parsing it:
 /// stored objects are serde_json output, whose first `"metadata":{` is the
 /// top-level one (only `apiVersion` and `kind`, plain strings, sort before it).
+/// A stored object decoded, as resource `r` shows it.
+fn viewed(r: &Resource, kv: &KeyValue) -> Result<Value, StatusError> {
+    let mut obj = decode(kv)?;
+    view(r, &mut obj);
+    Ok(obj)
+}
+
+/// A list item as JSON: the stored bytes with the resourceVersion spliced
+/// in, or re-encoded where the resource converts between versions.
+fn item_json(r: &Resource, kv: &KeyValue) -> Result<Bytes, StatusError> {
+    if !r.converts() {
+        return with_resource_version(kv);
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&viewed(r, kv)?).unwrap_or_default(),
+    ))
+}
+
 pub(crate) fn with_resource_version(kv: &KeyValue) -> Result<Bytes, StatusError> {
     const META: &[u8] = b"\"metadata\":{";
     let raw = &kv.value;

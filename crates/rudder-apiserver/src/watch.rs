@@ -25,7 +25,7 @@ use crate::http::{Body, Format, Query};
 use crate::metrics::Metrics;
 use crate::objects::{
     Filter, Objects, Target, collection_prefix, decode, parse_watch_rv, set_resource_version,
-    store_error,
+    store_error, view,
 };
 use crate::watchcache::{Cache, CacheEvent, Subscription, bookmark};
 use rudder_api::Resource;
@@ -91,7 +91,7 @@ pub(crate) async fn watch(
             .await
             .map_err(store_error)?;
         tokio::spawn(async move {
-            pump(stream, filter, filter_name, tx, timeout, render).await;
+            pump(stream, r, filter, filter_name, tx, timeout, render).await;
             drop(open);
         });
     }
@@ -129,7 +129,10 @@ impl Watcher {
             revision,
         } = sub;
         for kv in &initial {
-            let event = match decode(kv) {
+            let event = match decode(kv).map(|mut obj| {
+                view(self.resource, &mut obj);
+                obj
+            }) {
                 Ok(obj) if self.matches(&obj) => json!({"type": "ADDED", "object": obj}),
                 Ok(_) => continue,
                 Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
@@ -206,13 +209,19 @@ impl Watcher {
     }
 
     async fn send_event(&mut self, e: &CacheEvent) -> bool {
-        let plain = self.filter.is_empty() && self.name.is_none();
+        let plain = self.filter.is_empty() && self.name.is_none() && !self.resource.converts();
         if plain && matches!(self.render.format, Format::Json) {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
         let (obj, prev) = e.objects();
         let Some(obj) = obj else { return true };
-        let now = self.matches(obj);
+        let mut obj = obj.clone();
+        view(self.resource, &mut obj);
+        let prev = prev.clone().map(|mut p| {
+            view(self.resource, &mut p);
+            p
+        });
+        let now = self.matches(&obj);
         let before = prev.as_ref().map(|p| self.matches(p));
         let kind = match (e.kind, before, now) {
             (EventKind::Delete, Some(true), _) => "DELETED",
@@ -291,6 +300,7 @@ impl Render {
 
 async fn pump(
     mut stream: WatchStream,
+    resource: &'static Resource,
     filter: Filter,
     name: Option<String>,
     tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
@@ -319,7 +329,10 @@ async fn pump(
                 return;
             }
             Some(Ok(event)) => match convert(&event, &filter, &name) {
-                Ok(Some(v)) => v,
+                Ok(Some(mut v)) => {
+                    view(resource, &mut v["object"]);
+                    v
+                }
                 Ok(None) => continue,
                 Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
             },

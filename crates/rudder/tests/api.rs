@@ -1568,3 +1568,183 @@ fn deletes_cascade_to_dependents_as_the_propagation_policy_says() {
             .contains("live")
     );
 }
+
+/// Resources served in two versions (or groups) share their objects:
+/// autoscaling/v1 and v2 HorizontalPodAutoscalers, core and events.k8s.io
+/// Events.
+#[test]
+fn objects_are_served_in_every_version_of_their_resource() {
+    let c = Cluster::start(&[]);
+    c.ok(27, &["create", "deployment", "web", "--image=nginx:1"]);
+    // kubectl 1.27 autoscale writes autoscaling/v1, 1.33 autoscaling/v2.
+    c.ok(
+        27,
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "--min=1",
+            "--max=3",
+            "--cpu-percent=50",
+            "--name=h27",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "--max=4",
+            "--cpu-percent=70",
+            "--name=h33",
+        ],
+    );
+    let v2 = json(&c.ok(33, &["get", "hpa.v2.autoscaling", "h27", "-o", "json"]));
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        50
+    );
+    let v1 = json(&c.ok(27, &["get", "hpa.v1.autoscaling", "h33", "-o", "json"]));
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
+    let table = c.ok(33, &["get", "hpa"]);
+    let header = table.lines().next().unwrap();
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    assert!(
+        table.contains("Deployment/web") && table.contains("cpu: <unknown>/70%"),
+        "{table}"
+    );
+    // A patch through v1 keeps what v2 readers see consistent.
+    c.ok(
+        27,
+        &[
+            "patch",
+            "hpa.v1.autoscaling",
+            "h33",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"targetCPUUtilizationPercentage":60}}"#,
+        ],
+    );
+    let v2 = json(&c.ok(33, &["get", "hpa", "h33", "-o", "json"]));
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+
+    let event = r#"apiVersion: events.k8s.io/v1
+kind: Event
+metadata:
+  name: web.1
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: example.com/ctl
+reportingInstance: ctl-1
+action: Scale
+reason: Scaled
+regarding:
+  kind: Deployment
+  name: web
+  namespace: default
+note: scaled up
+type: Normal
+"#;
+    c.apply(33, event);
+    let core = json(&c.ok(27, &["get", "events.v1.", "web.1", "-o", "json"]));
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["involvedObject"]["name"], "web");
+    assert_eq!(core["message"], "scaled up");
+    let listed = json(&c.ok(
+        33,
+        &[
+            "get",
+            "--raw",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        ],
+    ));
+    assert_eq!(listed["items"][0]["note"], "scaled up");
+    let shown = c.ok(33, &["get", "events"]);
+    assert!(
+        shown.contains("Scaled") && shown.contains("deployment/web"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn kubectl_get_prints_kubernetes_columns_for_every_kind() {
+    let c = Cluster::start(&[]);
+    c.ok(
+        27,
+        &["create", "role", "r", "--verb=get", "--resource=pods"],
+    );
+    c.ok(
+        27,
+        &[
+            "create",
+            "rolebinding",
+            "rb",
+            "--role=r",
+            "--user=alice",
+            "--serviceaccount=default:sa",
+        ],
+    );
+    c.ok(
+        27,
+        &[
+            "create",
+            "pdb",
+            "p",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+    );
+    c.ok(27, &["create", "quota", "q", "--hard=pods=10"]);
+    c.apply(27, "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rudder.io/local\n");
+    for (what, header) in [
+        ("roles", "NAME CREATED AT"),
+        ("rolebindings", "NAME ROLE AGE"),
+        (
+            "pdb",
+            "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE",
+        ),
+        ("quota", "NAME AGE REQUEST LIMIT"),
+        (
+            "storageclass",
+            "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE",
+        ),
+    ] {
+        let out = c.ok(33, &["get", what]);
+        let first = out
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(first, header, "{what}: {out}");
+    }
+    let wide = c.ok(33, &["get", "rolebinding", "rb", "-o", "wide"]);
+    assert!(
+        wide.contains("Role/r") && wide.contains("alice") && wide.contains("default/sa"),
+        "{wide}"
+    );
+    assert!(c.ok(33, &["get", "pdb"]).contains("N/A"));
+    assert!(c.ok(33, &["get", "quota"]).contains("pods: 0/10"));
+    assert!(
+        c.ok(33, &["get", "storageclass"])
+            .contains("local (default)")
+    );
+}
