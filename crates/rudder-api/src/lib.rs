@@ -9,6 +9,7 @@
 
 pub mod conversion;
 pub mod defaults;
+pub mod managed;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;

@@ -227,6 +227,17 @@ impl StatusError {
         Self::new(406, "NotAcceptable", message)
     }
 
+    /// 409 for a server-side apply that would change fields other
+    /// managers own.
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut e = Self::new(409, "Conflict", message);
+        e.details = Some(Box::new(Details {
+            causes,
+            ..Details::default()
+        }));
+        e
+    }
+
     /// 504 Timeout: the server could not answer in time; try again.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, "Timeout", message)
@@ -257,11 +268,15 @@ impl StatusError {
         });
         if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
-            details.insert("name".into(), d.name.clone().into());
+            if !d.name.is_empty() {
+                details.insert("name".into(), d.name.clone().into());
+            }
             if !d.group.is_empty() {
                 details.insert("group".into(), d.group.clone().into());
             }
-            details.insert("kind".into(), d.kind.clone().into());
+            if !d.kind.is_empty() {
+                details.insert("kind".into(), d.kind.clone().into());
+            }
             if !d.causes.is_empty() {
                 let causes: Vec<Value> = d
                     .causes

@@ -88,9 +88,10 @@ pub(crate) fn negotiate(accept: Option<&str>) -> Format {
     Format::Json
 }
 
-/// Decoded query parameters, in order.
+/// Decoded query parameters, in order, and the request's User-Agent
+/// (which names the field manager of writes that do not).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>, Option<String>);
 
 impl Query {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
@@ -103,7 +104,28 @@ impl Query {
                 None => (percent_decode(p), String::new()),
             })
             .collect();
-        Self(pairs)
+        Self(pairs, None)
+    }
+
+    pub(crate) fn with_user_agent(mut self, user_agent: Option<&str>) -> Self {
+        self.1 = user_agent.map(String::from);
+        self
+    }
+
+    /// The field manager of a write: `fieldManager`, else the User-Agent
+    /// up to its first `/` (kube-apiserver's rule), else `unknown`.
+    pub(crate) fn field_manager(&self) -> String {
+        match (self.get("fieldManager"), &self.1) {
+            (Some(m), _) if !m.is_empty() => m.to_string(),
+            (_, Some(ua)) if !ua.is_empty() => ua
+                .split('/')
+                .next()
+                .unwrap_or(ua)
+                .chars()
+                .take(128)
+                .collect(),
+            _ => "unknown".into(),
+        }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {

@@ -453,7 +453,11 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, StatusError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let query = Query::parse(req.uri().query());
+    let query = Query::parse(req.uri().query()).with_user_agent(
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
 use rudder_api::selector::{FieldSelector, LabelSelector, selector_string, supported_fields};
 use rudder_api::validation::{name_rule, validate_metadata};
-use rudder_api::{Cause, Resource, StatusError, registry};
+use rudder_api::{Cause, Resource, StatusError, managed, registry};
 use rudder_store::{
     Compare, Error as StoreError, KeyValue, Op, OpResult, RangeRequest, Revision, Store, Txn,
 };
@@ -236,8 +236,18 @@ impl Objects {
     pub(crate) async fn create(
         &self,
         t: &Target,
+        obj: Value,
+        q: &Query,
+    ) -> Result<Value, StatusError> {
+        self.create_tracked(t, obj, q, Tracking::Update).await
+    }
+
+    async fn create_tracked(
+        &self,
+        t: &Target,
         mut obj: Value,
         q: &Query,
+        tracking: Tracking,
     ) -> Result<Value, StatusError> {
         let r = t.resource;
         check_kind(r, &mut obj)?;
@@ -274,6 +284,13 @@ impl Objects {
         strategy::prepare_for_create(r, &mut obj);
         if strategy::has_generation(r) {
             obj["metadata"]["generation"] = json!(1);
+        }
+        if tracking == Tracking::Update {
+            if let Some(meta) = obj["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+            let manager = q.field_manager();
+            managed::record_update(r.kind, None, &mut obj, &writer(t, &manager));
         }
         let k = key(r, t.namespace.as_deref(), &name);
         // Allocations (service IPs, node ports) are drawn again on a
@@ -336,7 +353,8 @@ impl Objects {
         if !strict && let Some(meta) = body["metadata"].as_object_mut() {
             meta.remove("resourceVersion");
         }
-        self.modify(t, name, q, strict, |_| Ok(body.clone())).await
+        self.modify(t, name, q, strict, Tracking::Update, |_| Ok(body.clone()))
+            .await
     }
 
     /// PATCH in one of the formats Kubernetes accepts, by content type.
@@ -349,16 +367,41 @@ impl Objects {
         q: &Query,
     ) -> Result<(Value, bool), StatusError> {
         let kind = t.resource.kind;
-        match self
-            .modify(t, name, q, patch.strict(), |old| patch.apply(kind, old))
-            .await
-        {
-            Err(e)
-                if patch.kind == PatchKind::Apply && e.code == 404 && t.subresource.is_none() =>
-            {
-                let mut obj = patch.body.clone();
-                obj["metadata"]["name"] = Value::String(name.into());
-                Ok((self.create(t, obj, q).await?, true))
+        if patch.kind != PatchKind::Apply {
+            let changed = self
+                .modify(t, name, q, patch.strict(), Tracking::Update, |old| {
+                    patch.apply(kind, old)
+                })
+                .await?;
+            return Ok((changed, false));
+        }
+        // Server-side apply: field ownership decides what changes.
+        let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.to_string(),
+            None => {
+                return Err(StatusError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+        };
+        let m = writer(t, &manager);
+        let force = q.flag("force");
+        let merge = |live: &Value, config: &Value| strategic_merge_patch(kind, live, config);
+        let applied = self
+            .modify(t, name, q, patch.strict(), Tracking::Applied, |old| {
+                managed::apply(kind, Some(old), &patch.body, &m, force, merge).map_err(apply_error)
+            })
+            .await;
+        match applied {
+            Err(e) if e.code == 404 && t.subresource.is_none() => {
+                let mut config = patch.body.clone();
+                config["metadata"]["name"] = Value::String(name.into());
+                let obj =
+                    managed::apply(kind, None, &config, &m, force, merge).map_err(apply_error)?;
+                Ok((
+                    self.create_tracked(t, obj, q, Tracking::Applied).await?,
+                    true,
+                ))
             }
             other => Ok((other?, false)),
         }
@@ -387,7 +430,7 @@ impl Objects {
                     )],
                 )
             })?;
-        self.modify(t, name, q, false, |old| {
+        self.modify(t, name, q, false, Tracking::Update, |old| {
             if let Some(bound) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                 return Err(StatusError::conflict_with(
                     r,
@@ -476,7 +519,7 @@ impl Objects {
             ..t.clone()
         };
         let obj = self
-            .modify(&main, name, q, strict, |old| {
+            .modify(&main, name, q, strict, Tracking::Update, |old| {
                 let scale = change(&to_scale(old))?;
                 let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
                 if replicas < 0 {
@@ -510,6 +553,7 @@ impl Objects {
         name: &str,
         q: &Query,
         strict: bool,
+        tracking: Tracking,
         change: impl Fn(&Value) -> Result<Value, StatusError>,
     ) -> Result<Value, StatusError> {
         let r = t.resource;
@@ -550,6 +594,19 @@ impl Objects {
             }
             let mut new = merge_update(r, &old, &obj, status_only);
             rudder_api::defaults::apply(r.group, r.kind, &mut new);
+            if tracking == Tracking::Update {
+                // Ownership comes from the stored object, never the client.
+                match old["metadata"].get("managedFields") {
+                    Some(fields) => new["metadata"]["managedFields"] = fields.clone(),
+                    None => {
+                        if let Some(meta) = new["metadata"].as_object_mut() {
+                            meta.remove("managedFields");
+                        }
+                    }
+                }
+                let manager = q.field_manager();
+                managed::record_update(r.kind, Some(&old), &mut new, &writer(t, &manager));
+            }
             strategy::reallocate(r, &self.ranges, &old, &mut new)?;
             if old["metadata"].get("deletionTimestamp").is_some() {
                 let before = finalizers(&old);
@@ -1029,6 +1086,43 @@ impl List {
 /// A stored object as JSON with its resourceVersion, without parsing it:
 /// stored objects are serde_json output, whose first `"metadata":{` is the
 /// top-level one (only `apiVersion` and `kind`, plain strings, sort before it).
+/// Whether a write records its changed fields for its manager (`Update`)
+/// or server-side apply has already set them (`Applied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tracking {
+    Update,
+    Applied,
+}
+
+/// The manager of a write to `t`, for managedFields.
+fn writer<'a>(t: &'a Target, manager: &'a str) -> managed::Manager<'a> {
+    managed::Manager {
+        name: manager,
+        api_version: t.resource.api_version(),
+        subresource: t.subresource.as_deref(),
+        time: rfc3339_now(),
+    }
+}
+
+fn apply_error(e: managed::ApplyError) -> StatusError {
+    match e {
+        managed::ApplyError::Conflicts(conflicts) => {
+            let causes = conflicts
+                .iter()
+                .map(|c| Cause {
+                    reason: "FieldManagerConflict",
+                    field: c.field.clone(),
+                    message: format!("conflict with {:?} using {}", c.manager, c.api_version),
+                })
+                .collect();
+            StatusError::apply_conflict(managed::conflict_message(&conflicts), causes)
+        }
+        managed::ApplyError::Merge(e) => {
+            StatusError::unprocessable(format!("the apply patch could not be applied: {e}"))
+        }
+    }
+}
+
 /// A stored object decoded, as resource `r` shows it.
 fn viewed(r: &Resource, kv: &KeyValue) -> Result<Value, StatusError> {
     let mut obj = decode(kv)?;

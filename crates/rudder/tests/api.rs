@@ -1748,3 +1748,104 @@ fn kubectl_get_prints_kubernetes_columns_for_every_kind() {
             .contains("local (default)")
     );
 }
+
+/// Server-side apply tracks field owners: applying a field someone else
+/// changed is a conflict until forced; a field no longer applied goes.
+#[test]
+fn server_side_apply_tracks_owners_and_reports_conflicts() {
+    let c = Cluster::start(&[]);
+    let deployment = |replicas: u32, label: bool| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n{}spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1\n",
+            if label {
+                "  labels:\n    team: a\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let file = c.dir.path().join("web.yaml");
+    std::fs::write(&file, deployment(2, true)).unwrap();
+    let file = file.to_str().unwrap();
+    c.ok(33, &["apply", "--server-side", "-f", file]);
+    let obj = json(&c.ok(
+        27,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    let entry = &obj["metadata"]["managedFields"][0];
+    assert_eq!(entry["manager"], "kubectl");
+    assert_eq!(entry["operation"], "Apply");
+    assert_eq!(entry["fieldsType"], "FieldsV1");
+    assert!(
+        entry["fieldsV1"]["f:spec"]["f:replicas"].is_object(),
+        "{entry}"
+    );
+
+    // Someone else changes replicas: the next apply of 2 conflicts.
+    c.ok(
+        27,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5}}"#,
+        ],
+    );
+    for v in VERSIONS {
+        let err = c.fails(v, &["apply", "--server-side", "-f", file]);
+        assert!(
+            err.contains(r#"conflict with "kubectl-patch""#) && err.contains(".spec.replicas"),
+            "{v}: {err}"
+        );
+    }
+    c.ok(
+        33,
+        &["apply", "--server-side", "--force-conflicts", "-f", file],
+    );
+    let obj = json(&c.ok(
+        27,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(obj["spec"]["replicas"], 2);
+    let managers: Vec<&str> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        managers,
+        ["kubectl"],
+        "the patcher lost replicas, its only field"
+    );
+
+    // A field left out of the configuration goes.
+    std::fs::write(file, deployment(2, false)).unwrap();
+    c.ok(33, &["apply", "--server-side", "-f", file]);
+    let labels = c.ok(
+        27,
+        &["get", "deploy", "web", "-o", "jsonpath={.metadata.labels}"],
+    );
+    assert!(!labels.contains("team"), "{labels}");
+    // managedFields are hidden unless asked for, as in Kubernetes.
+    assert!(
+        !c.ok(33, &["get", "deploy", "web", "-o", "yaml"])
+            .contains("managedFields")
+    );
+}

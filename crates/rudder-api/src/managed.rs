@@ -1,0 +1,548 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply.
+//!
+//! Every write records which manager set which fields: an apply owns
+//! exactly the fields of its configuration; any other write owns the
+//! fields it changed, taking them from whoever owned them before. An
+//! apply that would change a field another manager owns is a conflict
+//! (409) unless forced; a field a manager applied before and no longer
+//! applies is removed, unless someone else owns it too.
+//!
+//! Field sets use Kubernetes' FieldsV1 encoding: `f:<field>` for object
+//! fields and map entries, `k:{"name":"nginx"}` for items of lists merged
+//! by key, `v:<value>` for items of sets of scalars, `.` for a list item
+//! itself. Lists are keyed as their strategic merge patch merge key says
+//! ([`crate::patch::list_strategy`]); other lists are atomic.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::patch::{ListStrategy, list_strategy};
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Elem {
+    Field(String),
+    /// A list item, by its key fields as compact JSON.
+    Key(String),
+    /// An item of a set of scalars, as JSON.
+    Value(String),
+    /// The list item the path leads to, itself.
+    Itself,
+}
+
+type Path = Vec<Elem>;
+
+/// The leaf paths a manager owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSet(BTreeSet<Path>);
+
+/// Fields nobody owns: identity and bookkeeping the server sets.
+const IGNORED_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+];
+
+impl FieldSet {
+    /// The fields set in `obj` (an object of `kind`), without the ones the
+    /// server owns, and without `status` when `status` is false.
+    pub fn of(kind: &str, obj: &Value, status: bool) -> Self {
+        let mut set = Self::default();
+        let Some(map) = obj.as_object() else {
+            return set;
+        };
+        for (k, v) in map {
+            match k.as_str() {
+                "apiVersion" | "kind" => {}
+                "status" if !status => {}
+                "metadata" => {
+                    for (mk, mv) in v.as_object().into_iter().flatten() {
+                        if !IGNORED_METADATA.contains(&mk.as_str()) {
+                            let path = vec![Elem::Field(k.clone()), Elem::Field(mk.clone())];
+                            walk(kind, &["metadata", mk], mv, path, &mut set.0);
+                        }
+                    }
+                }
+                _ => walk(kind, &[k], v, vec![Elem::Field(k.clone())], &mut set.0),
+            }
+        }
+        set
+    }
+
+    /// Parses a FieldsV1 tree.
+    pub fn from_fields_v1(v: &Value) -> Self {
+        fn go(v: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
+            let Some(map) = v.as_object() else { return };
+            if map.is_empty() && !path.is_empty() {
+                out.insert(path.clone());
+            }
+            for (k, child) in map {
+                let elem = if k == "." {
+                    Elem::Itself
+                } else if let Some(f) = k.strip_prefix("f:") {
+                    Elem::Field(f.into())
+                } else if let Some(key) = k.strip_prefix("k:") {
+                    Elem::Key(key.into())
+                } else if let Some(value) = k.strip_prefix("v:") {
+                    Elem::Value(value.into())
+                } else {
+                    continue;
+                };
+                path.push(elem);
+                go(child, path, out);
+                path.pop();
+            }
+        }
+        let mut out = BTreeSet::new();
+        go(v, &mut Vec::new(), &mut out);
+        Self(out)
+    }
+
+    /// The FieldsV1 tree.
+    pub fn to_fields_v1(&self) -> Value {
+        let mut root = Map::new();
+        for path in &self.0 {
+            let mut node = &mut root;
+            for elem in path {
+                let key = match elem {
+                    Elem::Field(f) => format!("f:{f}"),
+                    Elem::Key(k) => format!("k:{k}"),
+                    Elem::Value(v) => format!("v:{v}"),
+                    Elem::Itself => ".".into(),
+                };
+                let next = node.entry(key).or_insert_with(|| json!({}));
+                let Value::Object(next) = next else { break };
+                node = next;
+            }
+        }
+        Value::Object(root)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn remove_all(&mut self, other: &FieldSet) {
+        self.0.retain(|p| !other.0.contains(p));
+    }
+
+    fn retain_in(&mut self, other: &FieldSet) {
+        self.0.retain(|p| other.0.contains(p));
+    }
+}
+
+fn walk(kind: &str, names: &[&str], v: &Value, path: Path, out: &mut BTreeSet<Path>) {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                let mut p = path.clone();
+                p.push(Elem::Field(k.clone()));
+                let mut n = names.to_vec();
+                n.push(k);
+                walk(kind, &n, child, p, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => match list_strategy(kind, names) {
+            ListStrategy::MergeKey(key) if items.iter().all(|i| i.get(key).is_some()) => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(Elem::Key(json!({ key: item[key] }).to_string()));
+                    let mut itself = p.clone();
+                    itself.push(Elem::Itself);
+                    out.insert(itself);
+                    walk(kind, names, item, p, out);
+                }
+            }
+            ListStrategy::MergePrimitives => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(Elem::Value(item.to_string()));
+                    out.insert(p);
+                }
+            }
+            _ => {
+                out.insert(path);
+            }
+        },
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+/// The value at `path` in `obj`.
+fn value_at<'a>(obj: &'a Value, path: &[Elem]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for elem in path {
+        cur = match elem {
+            Elem::Field(f) => cur.get(f)?,
+            Elem::Key(k) => {
+                let key: Map<String, Value> = serde_json::from_str(k).ok()?;
+                cur.as_array()?
+                    .iter()
+                    .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+            }
+            Elem::Value(v) => {
+                let want: Value = serde_json::from_str(v).ok()?;
+                cur.as_array()?.iter().find(|item| **item == want)?
+            }
+            Elem::Itself => cur,
+        };
+    }
+    Some(cur)
+}
+
+/// Removes the field at `path` from `obj`.
+fn remove_at(obj: &mut Value, path: &[Elem]) {
+    let Some((last, parent_path)) = path.split_last() else {
+        return;
+    };
+    // Removing an item itself removes it from its list.
+    let (last, parent_path) = match last {
+        Elem::Itself => match parent_path.split_last() {
+            Some((item, rest)) => (item, rest),
+            None => return,
+        },
+        _ => (last, parent_path),
+    };
+    let mut cur = obj;
+    for elem in parent_path {
+        let next = match elem {
+            Elem::Field(f) => cur.get_mut(f),
+            Elem::Key(_) | Elem::Value(_) => {
+                let Some(found) = value_at(cur, std::slice::from_ref(elem)).cloned() else {
+                    return;
+                };
+                cur.as_array_mut()
+                    .and_then(|a| a.iter_mut().find(|i| **i == found))
+            }
+            Elem::Itself => Some(cur),
+        };
+        let Some(next) = next else { return };
+        cur = next;
+    }
+    match last {
+        Elem::Field(f) => {
+            if let Some(map) = cur.as_object_mut() {
+                map.remove(f);
+            }
+        }
+        Elem::Key(_) | Elem::Value(_) => {
+            if let Some(found) = value_at(cur, std::slice::from_ref(last)).cloned()
+                && let Some(items) = cur.as_array_mut()
+            {
+                items.retain(|i| *i != found);
+            }
+        }
+        Elem::Itself => {}
+    }
+}
+
+/// Drops the objects along `path` that removing its field left empty (as
+/// Go's `omitempty` drops an emptied map), innermost first; list items and
+/// their parents are left alone.
+fn prune_empty_parents(obj: &mut Value, path: &[Elem]) {
+    for depth in (1..path.len()).rev() {
+        let parent = &path[..depth];
+        if !parent.iter().all(|e| matches!(e, Elem::Field(_))) {
+            return;
+        }
+        match value_at(obj, parent) {
+            Some(Value::Object(m)) if m.is_empty() => remove_at(obj, parent),
+            _ => return,
+        }
+    }
+}
+
+/// `.spec.containers[name="nginx"].image`, as Kubernetes prints paths.
+fn path_string(path: &[Elem]) -> String {
+    let mut out = String::new();
+    for elem in path {
+        match elem {
+            Elem::Field(f) => {
+                out.push('.');
+                out.push_str(f);
+            }
+            Elem::Key(k) => {
+                let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+                let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push_str(&format!("[{}]", parts.join(",")));
+            }
+            Elem::Value(v) => out.push_str(&format!("[={v}]")),
+            Elem::Itself => {}
+        }
+    }
+    out
+}
+
+/// Who writes, how.
+#[derive(Debug, Clone)]
+pub struct Manager<'a> {
+    pub name: &'a str,
+    pub api_version: String,
+    /// `status` for writes to the status subresource.
+    pub subresource: Option<&'a str>,
+    pub time: String,
+}
+
+/// One entry of `metadata.managedFields`.
+#[derive(Debug, Clone)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Value,
+    subresource: Option<String>,
+    fields: FieldSet,
+}
+
+impl Entry {
+    fn parse(v: &Value) -> Option<Self> {
+        Some(Self {
+            manager: v["manager"].as_str()?.to_string(),
+            operation: v["operation"].as_str().unwrap_or("Update").to_string(),
+            api_version: v["apiVersion"].as_str().unwrap_or("").to_string(),
+            time: v["time"].clone(),
+            subresource: v["subresource"].as_str().map(String::from),
+            fields: FieldSet::from_fields_v1(&v["fieldsV1"]),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": self.fields.to_fields_v1(),
+        });
+        if let Some(s) = &self.subresource {
+            v["subresource"] = Value::String(s.clone());
+        }
+        v
+    }
+
+    fn is(&self, m: &Manager<'_>, operation: &str) -> bool {
+        self.manager == m.name
+            && self.operation == operation
+            && self.subresource.as_deref() == m.subresource
+    }
+}
+
+fn entries(obj: &Value) -> Vec<Entry> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Entry::parse)
+        .collect()
+}
+
+fn store_entries(obj: &mut Value, mut list: Vec<Entry>, live: &FieldSet) {
+    for e in &mut list {
+        e.fields.retain_in(live);
+    }
+    list.retain(|e| !e.fields.is_empty());
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(list.iter().map(Entry::to_json).collect()),
+        );
+    }
+}
+
+/// Records a write that is not an apply: `manager` owns what it changed
+/// from `old` (everything, for a create), and nobody else does. `new`'s
+/// managedFields start from `old`'s.
+pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manager<'_>) {
+    let status = m.subresource == Some("status");
+    let after = FieldSet::of(kind, new, true);
+    let owned_after = FieldSet::of(kind, new, status);
+    let mut list = old.map(entries).unwrap_or_default();
+    let changed = FieldSet(match old {
+        None => owned_after.0.clone(),
+        Some(old) => owned_after
+            .0
+            .iter()
+            .filter(|p| value_at(old, p) != value_at(new, p))
+            .cloned()
+            .collect(),
+    });
+    if !changed.is_empty() {
+        for e in &mut list {
+            e.fields.remove_all(&changed);
+        }
+        match list.iter_mut().find(|e| e.is(m, "Update")) {
+            Some(e) => {
+                e.fields.0.extend(changed.0);
+                e.time = Value::String(m.time.clone());
+                e.api_version = m.api_version.clone();
+            }
+            None => list.push(Entry {
+                manager: m.name.into(),
+                operation: "Update".into(),
+                api_version: m.api_version.clone(),
+                time: Value::String(m.time.clone()),
+                subresource: m.subresource.map(String::from),
+                fields: changed,
+            }),
+        }
+    }
+    store_entries(new, list, &after);
+}
+
+/// A field another manager owns with a different value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub manager: String,
+    pub api_version: String,
+    /// `.spec.replicas`
+    pub field: String,
+}
+
+/// Server-side apply of `config` by `m` to `live` (`None`: the object does
+/// not exist yet). `merge` combines the live object with the configuration
+/// (a strategic merge). Returns the new object with its managedFields.
+pub fn apply(
+    kind: &str,
+    live: Option<&Value>,
+    config: &Value,
+    m: &Manager<'_>,
+    force: bool,
+    merge: impl Fn(&Value, &Value) -> Result<Value, String>,
+) -> Result<Value, ApplyError> {
+    let status = m.subresource == Some("status");
+    let applied = FieldSet::of(kind, config, status);
+    let empty = json!({});
+    let live_obj = live.unwrap_or(&empty);
+    let mut list = entries(live_obj);
+    let mut conflicts = Vec::new();
+    // Every other entry counts, the same manager's updates included (a
+    // manager is its name and operation).
+    for e in list.iter().filter(|e| !e.is(m, "Apply")) {
+        for p in applied.0.intersection(&e.fields.0) {
+            if value_at(config, p) != value_at(live_obj, p) {
+                conflicts.push((e.manager.clone(), e.api_version.clone(), p.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(ApplyError::Conflicts(
+            conflicts
+                .into_iter()
+                .map(|(manager, api_version, p)| Conflict {
+                    manager,
+                    api_version,
+                    field: path_string(&p),
+                })
+                .collect(),
+        ));
+    }
+    let taken = FieldSet(conflicts.into_iter().map(|(_, _, p)| p).collect());
+    let mut new = match live {
+        Some(live) => merge(live, config).map_err(ApplyError::Merge)?,
+        None => config.clone(),
+    };
+    // What this manager applied before and applies no more goes, unless
+    // another manager owns it too.
+    let before = list
+        .iter()
+        .find(|e| e.is(m, "Apply"))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut dropped: Vec<&Path> = before
+        .0
+        .iter()
+        .filter(|p| !applied.0.contains(*p))
+        .filter(|p| {
+            !list
+                .iter()
+                .any(|e| !e.is(m, "Apply") && e.fields.0.contains(*p))
+        })
+        .collect();
+    // Whole list items first (their fields go with them), deepest first;
+    // then the remaining fields, deepest first.
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let items: Vec<&[Elem]> = dropped
+        .iter()
+        .filter(|p| p.last() == Some(&Elem::Itself))
+        .map(|p| &p[..p.len() - 1])
+        .collect();
+    for item in &items {
+        remove_at(&mut new, item);
+    }
+    for p in dropped.iter().filter(|p| p.last() != Some(&Elem::Itself)) {
+        if !items.iter().any(|item| p.starts_with(item)) {
+            remove_at(&mut new, p);
+            prune_empty_parents(&mut new, p);
+        }
+    }
+    for e in &mut list {
+        e.fields.remove_all(&taken);
+    }
+    match list.iter_mut().find(|e| e.is(m, "Apply")) {
+        Some(e) => {
+            e.fields = applied;
+            e.time = Value::String(m.time.clone());
+            e.api_version = m.api_version.clone();
+        }
+        None => list.push(Entry {
+            manager: m.name.into(),
+            operation: "Apply".into(),
+            api_version: m.api_version.clone(),
+            time: Value::String(m.time.clone()),
+            subresource: m.subresource.map(String::from),
+            fields: applied,
+        }),
+    }
+    let after = FieldSet::of(kind, &new, true);
+    store_entries(&mut new, list, &after);
+    Ok(new)
+}
+
+/// Why an apply failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    Conflicts(Vec<Conflict>),
+    Merge(String),
+}
+
+/// Kubernetes' message for apply conflicts.
+pub fn conflict_message(conflicts: &[Conflict]) -> String {
+    if let [c] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {:?} using {}: {}",
+            c.manager, c.api_version, c.field
+        );
+    }
+    let mut out = format!("Apply failed with {} conflicts:", conflicts.len());
+    let mut managers: Vec<(&str, &str)> = conflicts
+        .iter()
+        .map(|c| (c.manager.as_str(), c.api_version.as_str()))
+        .collect();
+    managers.dedup();
+    for (manager, api_version) in managers {
+        out.push_str(&format!(" conflicts with {manager:?} using {api_version}:"));
+        for c in conflicts.iter().filter(|c| c.manager == manager) {
+            out.push_str(&format!("\n- {}", c.field));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

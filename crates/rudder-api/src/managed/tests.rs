@@ -1,0 +1,157 @@
+use super::*;
+use crate::patch::strategic_merge_patch;
+
+fn mgr(name: &str) -> Manager<'_> {
+    Manager {
+        name,
+        api_version: "apps/v1".into(),
+        subresource: None,
+        time: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+fn merge(live: &Value, config: &Value) -> Result<Value, String> {
+    strategic_merge_patch("Deployment", live, config)
+}
+
+fn deployment(replicas: i64, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}
+    })
+}
+
+#[test]
+fn fields_v1_encodes_fields_keys_and_items() {
+    let set = FieldSet::of("Deployment", &deployment(2, "nginx"), false);
+    let v1 = set.to_fields_v1();
+    assert_eq!(
+        v1,
+        json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}
+            }}}}
+        })
+    );
+    assert_eq!(FieldSet::from_fields_v1(&v1), set);
+}
+
+#[test]
+fn apply_owns_conflicts_and_removes_what_it_no_longer_applies() {
+    // An apply creates the object and owns its fields.
+    let obj = apply(
+        "Deployment",
+        None,
+        &deployment(2, "nginx:1"),
+        &mgr("a"),
+        false,
+        merge,
+    )
+    .unwrap();
+    assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "a");
+    assert_eq!(obj["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    // Another manager changes replicas with an update and takes it over.
+    let mut scaled = obj.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    record_update("Deployment", Some(&obj), &mut scaled, &mgr("scaler"));
+    let owners: Vec<&str> = scaled["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["a", "scaler"]);
+
+    // Applying replicas 2 again conflicts with the scaler...
+    let err = apply(
+        "Deployment",
+        Some(&scaled),
+        &deployment(2, "nginx:1"),
+        &mgr("a"),
+        false,
+        merge,
+    )
+    .unwrap_err();
+    let ApplyError::Conflicts(conflicts) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        conflicts,
+        [Conflict {
+            manager: "scaler".into(),
+            api_version: "apps/v1".into(),
+            field: ".spec.replicas".into()
+        }]
+    );
+    assert_eq!(
+        conflict_message(&conflicts),
+        "Apply failed with 1 conflict: conflict with \"scaler\" using apps/v1: .spec.replicas"
+    );
+    // ... applying the live value does not, and forcing takes it back.
+    apply(
+        "Deployment",
+        Some(&scaled),
+        &deployment(5, "nginx:1"),
+        &mgr("a"),
+        false,
+        merge,
+    )
+    .unwrap();
+    let forced = apply(
+        "Deployment",
+        Some(&scaled),
+        &deployment(2, "nginx:1"),
+        &mgr("a"),
+        true,
+        merge,
+    )
+    .unwrap();
+    assert_eq!(forced["spec"]["replicas"], 2);
+    assert_eq!(
+        forced["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Dropping a field from the configuration removes it.
+    let mut config = deployment(2, "nginx:2");
+    config["metadata"].as_object_mut().unwrap().remove("labels");
+    let after = apply(
+        "Deployment",
+        Some(&forced),
+        &config,
+        &mgr("a"),
+        false,
+        merge,
+    )
+    .unwrap();
+    assert!(after["metadata"].get("labels").is_none(), "{after}");
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:2"
+    );
+}
+
+#[test]
+fn removed_list_items_go_and_shared_fields_stay() {
+    let two = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
+    let obj = apply("Deployment", None, &two, &mgr("m"), false, merge).unwrap();
+    // Another manager also sets b's image: b's image stays when m drops b,
+    // the rest of b goes with m's ownership of it.
+    let one = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+    let after = apply("Deployment", Some(&obj), &one, &mgr("m"), false, merge).unwrap();
+    let names: Vec<&str> = after["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+}
