@@ -653,11 +653,13 @@ async fn read_patch(req: Request<Incoming>) -> Result<objects::Patch, StatusErro
 /// A request body, as JSON: protobuf bodies (kubectl 1.32+ typed clients)
 /// are decoded here, so everything after sees one format.
 async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, StatusError> {
-    let protobuf = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/vnd.kubernetes.protobuf"));
+        .unwrap_or("");
+    let protobuf = content_type.starts_with("application/vnd.kubernetes.protobuf");
+    let yaml = content_type.starts_with("application/yaml");
     match Limited::new(req.into_body(), http::MAX_BODY_BYTES)
         .collect()
         .await
@@ -668,6 +670,10 @@ async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, StatusError> 
                     "the body of the request could not be decoded as protobuf: {e}"
                 ))
             })?;
+            Ok(serde_json::to_vec(&obj).unwrap_or_default().into())
+        }
+        Ok(collected) if yaml => {
+            let obj = objects::parse_yaml(&collected.to_bytes())?;
             Ok(serde_json::to_vec(&obj).unwrap_or_default().into())
         }
         Ok(collected) => Ok(collected.to_bytes()),

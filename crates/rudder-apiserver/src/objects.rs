@@ -91,6 +91,18 @@ fn name_of(obj: &Value) -> Option<&str> {
     obj.get("metadata")?.get("name")?.as_str()
 }
 
+/// A YAML request body as JSON (`application/yaml`, and apply patches
+/// that are YAML rather than JSON).
+pub(crate) fn parse_yaml(body: &[u8]) -> Result<Value, StatusError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| StatusError::bad_request("the body of the request is not UTF-8"))?;
+    serde_saphyr::from_str(text).map_err(|e| {
+        StatusError::bad_request(format!(
+            "the body of the request could not be decoded as YAML: {e}"
+        ))
+    })
+}
+
 /// Parses a JSON request body into an object.
 pub(crate) fn parse_body(body: &[u8]) -> Result<Value, StatusError> {
     let obj: Value = serde_json::from_slice(body).map_err(|e| {
@@ -1195,11 +1207,16 @@ impl Patch {
                 )));
             }
         };
-        let body: Value = serde_json::from_slice(raw).map_err(|e| {
-            StatusError::bad_request(format!(
-                "the body of the request could not be decoded as JSON: {e}"
-            ))
-        })?;
+        let body: Value = match serde_json::from_slice(raw) {
+            Ok(body) => body,
+            // An apply patch is YAML (kubectl sends the JSON subset).
+            Err(_) if kind == PatchKind::Apply => parse_yaml(raw)?,
+            Err(e) => {
+                return Err(StatusError::bad_request(format!(
+                    "the body of the request could not be decoded as JSON: {e}"
+                )));
+            }
+        };
         if kind != PatchKind::Json && !body.is_object() {
             return Err(StatusError::bad_request(
                 "a merge or apply patch must be a JSON object",

@@ -207,3 +207,51 @@ async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
     initial.sort();
     assert_eq!(initial, ["first", "second"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_bodies_are_accepted_and_malformed_ones_refused() {
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = client(&c).await;
+    let post = |body: &'static str, content_type: &'static str| {
+        http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("content-type", content_type)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    };
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: \"1\"\n";
+    client
+        .request_text(post(yaml, "application/yaml"))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    assert_eq!(cms.get("from-yaml").await.unwrap().data.unwrap()["a"], "1");
+
+    let err = client
+        .request_text(post("metadata: [unclosed", "application/yaml"))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 400);
+    assert!(
+        status.message.contains("could not be decoded as YAML"),
+        "{}",
+        status.message
+    );
+
+    // An apply patch written as YAML.
+    let apply = http::Request::patch(
+        "/api/v1/namespaces/default/configmaps/from-yaml?fieldManager=yaml-test&force=true",
+    )
+    .header("content-type", "application/apply-patch+yaml")
+    .body(
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: \"2\"\n"
+            .to_vec(),
+    )
+    .unwrap();
+    client.request_text(apply).await.unwrap();
+    assert_eq!(cms.get("from-yaml").await.unwrap().data.unwrap()["a"], "2");
+}
