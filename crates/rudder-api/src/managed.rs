@@ -338,6 +338,29 @@ impl Entry {
     }
 }
 
+/// The entry of `m` for `operation`, stamped with this write's time and
+/// version (added, empty, if `m` had none).
+fn entry_of<'l>(list: &'l mut Vec<Entry>, m: &Manager<'_>, operation: &str) -> &'l mut Entry {
+    let at = match list.iter().position(|e| e.is(m, operation)) {
+        Some(at) => at,
+        None => {
+            list.push(Entry {
+                manager: m.name.into(),
+                operation: operation.into(),
+                api_version: String::new(),
+                time: Value::Null,
+                subresource: m.subresource.map(String::from),
+                fields: FieldSet::default(),
+            });
+            list.len() - 1
+        }
+    };
+    let entry = &mut list[at];
+    entry.time = Value::String(m.time.clone());
+    entry.api_version = m.api_version.clone();
+    entry
+}
+
 fn entries(obj: &Value) -> Vec<Entry> {
     obj["metadata"]["managedFields"]
         .as_array()
@@ -386,21 +409,8 @@ pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manag
         for e in &mut list {
             e.fields.remove_all(&changed);
         }
-        match list.iter_mut().find(|e| e.is(m, "Update")) {
-            Some(e) => {
-                e.fields.0.extend(changed.0);
-                e.time = Value::String(m.time.clone());
-                e.api_version = m.api_version.clone();
-            }
-            None => list.push(Entry {
-                manager: m.name.into(),
-                operation: "Update".into(),
-                api_version: m.api_version.clone(),
-                time: Value::String(m.time.clone()),
-                subresource: m.subresource.map(String::from),
-                fields: changed,
-            }),
-        }
+        let entry = entry_of(&mut list, m, "Update");
+        entry.fields.0.extend(changed.0);
     }
     store_entries(new, list, &after);
 }
@@ -494,21 +504,7 @@ pub fn apply(
     for e in &mut list {
         e.fields.remove_all(&taken);
     }
-    match list.iter_mut().find(|e| e.is(m, "Apply")) {
-        Some(e) => {
-            e.fields = applied;
-            e.time = Value::String(m.time.clone());
-            e.api_version = m.api_version.clone();
-        }
-        None => list.push(Entry {
-            manager: m.name.into(),
-            operation: "Apply".into(),
-            api_version: m.api_version.clone(),
-            time: Value::String(m.time.clone()),
-            subresource: m.subresource.map(String::from),
-            fields: applied,
-        }),
-    }
+    entry_of(&mut list, m, "Apply").fields = applied;
     let after = FieldSet::of(kind, &new, true);
     store_entries(&mut new, list, &after);
     Ok(new)

@@ -762,18 +762,7 @@ impl Objects {
             if !deleting {
                 return self.mark_deleted(r, name, &current, obj, grace).await;
             }
-            return match self
-                .store
-                .update(&current.key, encode(&obj), current.mod_revision)
-                .await
-            {
-                Ok(rev) => {
-                    set_resource_version(&mut obj, rev);
-                    Ok(obj)
-                }
-                Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(r, name)),
-                Err(e) => Err(store_error(e)),
-            };
+            return self.replace_stored(r, name, &current, obj).await;
         }
         if !has_finalizers(&obj) && grace == 0 {
             if !self.delete_with_reservations(r, &current, &obj).await? {
@@ -804,6 +793,18 @@ impl Objects {
         obj["metadata"]["deletionTimestamp"] =
             rudder_api::time::rfc3339(rudder_api::time::now() + grace).into();
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        self.replace_stored(r, name, current, obj).await
+    }
+
+    /// Writes `obj` over `current` if that is still what is stored (409
+    /// otherwise).
+    async fn replace_stored(
+        &self,
+        r: &Resource,
+        name: &str,
+        current: &KeyValue,
+        mut obj: Value,
+    ) -> Result<Value, StatusError> {
         match self
             .store
             .update(&current.key, encode(&obj), current.mod_revision)
