@@ -178,6 +178,126 @@ fn walk(kind: &str, names: &[&str], v: &Value, path: Path, out: &mut BTreeSet<Pa
     }
 }
 
+/// The fields a write changed or added (`changed`) and the ones it
+/// removed (`removed`), from one walk over the old and new objects.
+#[derive(Debug, Default)]
+struct Diff {
+    changed: BTreeSet<Path>,
+    removed: BTreeSet<Path>,
+}
+
+impl Diff {
+    fn of(kind: &str, old: &Value, new: &Value, status: bool) -> Self {
+        let mut d = Self::default();
+        let empty = Map::new();
+        let (o, n) = (
+            old.as_object().unwrap_or(&empty),
+            new.as_object().unwrap_or(&empty),
+        );
+        let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+        for k in keys {
+            match k.as_str() {
+                "apiVersion" | "kind" => {}
+                "status" if !status => {}
+                "metadata" => {
+                    let (om, nm) = (
+                        old[k].as_object().unwrap_or(&empty),
+                        new[k].as_object().unwrap_or(&empty),
+                    );
+                    let mkeys: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
+                    for mk in mkeys
+                        .into_iter()
+                        .filter(|mk| !IGNORED_METADATA.contains(&mk.as_str()))
+                    {
+                        let path = vec![Elem::Field(k.clone()), Elem::Field(mk.clone())];
+                        d.walk(kind, &["metadata", mk], om.get(mk), nm.get(mk), path);
+                    }
+                }
+                _ => d.walk(kind, &[k], o.get(k), n.get(k), vec![Elem::Field(k.clone())]),
+            }
+        }
+        d
+    }
+
+    fn walk(
+        &mut self,
+        kind: &str,
+        names: &[&str],
+        old: Option<&Value>,
+        new: Option<&Value>,
+        path: Path,
+    ) {
+        let (old, new) = match (old, new) {
+            (None, None) => return,
+            (Some(old), None) => return walk(kind, names, old, path, &mut self.removed),
+            (None, Some(new)) => return walk(kind, names, new, path, &mut self.changed),
+            (Some(old), Some(new)) if old == new => return,
+            (Some(old), Some(new)) => (old, new),
+        };
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) if !o.is_empty() && !n.is_empty() => {
+                let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+                for k in keys {
+                    let mut p = path.clone();
+                    p.push(Elem::Field(k.clone()));
+                    let mut names = names.to_vec();
+                    names.push(k);
+                    self.walk(kind, &names, o.get(k), n.get(k), p);
+                }
+            }
+            (Value::Array(o), Value::Array(n)) => match list_strategy(kind, names) {
+                ListStrategy::MergeKey(key) if o.iter().chain(n).all(|i| i.get(key).is_some()) => {
+                    let item_path = |item: &Value| {
+                        let mut p = path.clone();
+                        p.push(Elem::Key(json!({ key: item[key] }).to_string()));
+                        p
+                    };
+                    for item in n {
+                        let before = o.iter().find(|i| i[key] == item[key]);
+                        let p = item_path(item);
+                        if before.is_none() {
+                            let mut itself = p.clone();
+                            itself.push(Elem::Itself);
+                            self.changed.insert(itself);
+                        }
+                        self.walk(kind, names, before, Some(item), p);
+                    }
+                    for item in o.iter().filter(|i| !n.iter().any(|x| x[key] == i[key])) {
+                        let p = item_path(item);
+                        let mut itself = p.clone();
+                        itself.push(Elem::Itself);
+                        self.removed.insert(itself);
+                        walk(kind, names, item, p, &mut self.removed);
+                    }
+                }
+                ListStrategy::MergePrimitives => {
+                    for item in n.iter().filter(|i| !o.contains(i)) {
+                        let mut p = path.clone();
+                        p.push(Elem::Value(item.to_string()));
+                        self.changed.insert(p);
+                    }
+                    for item in o.iter().filter(|i| !n.contains(i)) {
+                        let mut p = path.clone();
+                        p.push(Elem::Value(item.to_string()));
+                        self.removed.insert(p);
+                    }
+                }
+                _ => {
+                    self.changed.insert(path);
+                }
+            },
+            _ => {
+                // A leaf that changed, or a change of shape: what was there
+                // is gone, what is there now is new.
+                walk(kind, names, old, path.clone(), &mut self.removed);
+                walk(kind, names, new, path, &mut self.changed);
+                let changed = &self.changed;
+                self.removed.retain(|p| !changed.contains(p));
+            }
+        }
+    }
+}
+
 /// The value at `path` in `obj`.
 fn value_at<'a>(obj: &'a Value, path: &[Elem]) -> Option<&'a Value> {
     let mut cur = obj;
@@ -375,6 +495,49 @@ fn store_entries(obj: &mut Value, mut list: Vec<Entry>, live: &FieldSet) {
         e.fields.retain_in(live);
     }
     list.retain(|e| !e.fields.is_empty());
+    set_entries(obj, &list);
+}
+
+/// Records a write that is not an apply: `manager` owns what it changed
+/// from `old` (everything, for a create), and nobody else does. `new`'s
+/// managedFields start from `old`'s.
+pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manager<'_>) {
+    let status = m.subresource == Some("status");
+    let mut list = old.map(entries).unwrap_or_default();
+    let diff = match old {
+        None => Diff {
+            changed: FieldSet::of(kind, new, status).0,
+            removed: BTreeSet::new(),
+        },
+        Some(old) => {
+            let mut diff = Diff::of(kind, old, new, true);
+            if !status {
+                // Status changes on the main resource are the server's.
+                diff.changed
+                    .retain(|p| p.first() != Some(&Elem::Field("status".into())));
+            }
+            diff
+        }
+    };
+    if diff.changed.is_empty() && diff.removed.is_empty() {
+        return;
+    }
+    for e in &mut list {
+        e.fields
+            .0
+            .retain(|p| !diff.changed.contains(p) && !diff.removed.contains(p));
+    }
+    if !diff.changed.is_empty() {
+        entry_of(&mut list, m, "Update")
+            .fields
+            .0
+            .extend(diff.changed);
+    }
+    list.retain(|e| !e.fields.is_empty());
+    set_entries(new, &list);
+}
+
+fn set_entries(obj: &mut Value, list: &[Entry]) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -386,33 +549,6 @@ fn store_entries(obj: &mut Value, mut list: Vec<Entry>, live: &FieldSet) {
             Value::Array(list.iter().map(Entry::to_json).collect()),
         );
     }
-}
-
-/// Records a write that is not an apply: `manager` owns what it changed
-/// from `old` (everything, for a create), and nobody else does. `new`'s
-/// managedFields start from `old`'s.
-pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manager<'_>) {
-    let status = m.subresource == Some("status");
-    let after = FieldSet::of(kind, new, true);
-    let owned_after = FieldSet::of(kind, new, status);
-    let mut list = old.map(entries).unwrap_or_default();
-    let changed = FieldSet(match old {
-        None => owned_after.0.clone(),
-        Some(old) => owned_after
-            .0
-            .iter()
-            .filter(|p| value_at(old, p) != value_at(new, p))
-            .cloned()
-            .collect(),
-    });
-    if !changed.is_empty() {
-        for e in &mut list {
-            e.fields.remove_all(&changed);
-        }
-        let entry = entry_of(&mut list, m, "Update");
-        entry.fields.0.extend(changed.0);
-    }
-    store_entries(new, list, &after);
 }
 
 /// A field another manager owns with a different value.

@@ -61,6 +61,19 @@ pub(crate) enum Format {
     Json,
     /// A `meta.k8s.io` Table, in this apiVersion.
     Table(&'static str),
+    /// `meta.k8s.io` PartialObjectMetadata (lists: PartialObjectMetadataList),
+    /// in this apiVersion: only the objects' metadata, what metadata-only
+    /// informers (the garbage collector's) ask for.
+    Metadata(&'static str),
+}
+
+/// An object as PartialObjectMetadata: its kind's type and its metadata.
+pub(crate) fn partial_metadata(api_version: &str, obj: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": api_version,
+        "metadata": obj["metadata"],
+    })
 }
 
 /// Picks the first media range of `Accept` the server can produce (JSON is
@@ -80,6 +93,17 @@ pub(crate) fn negotiate(accept: Option<&str>) -> Format {
             }
             (Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => {
                 return Format::Table("meta.k8s.io/v1beta1");
+            }
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+                Some(v @ ("v1" | "v1beta1")),
+            ) => {
+                return Format::Metadata(if v == "v1" {
+                    "meta.k8s.io/v1"
+                } else {
+                    "meta.k8s.io/v1beta1"
+                });
             }
             (None, _, _) => return Format::Json,
             _ => {}
@@ -187,6 +211,12 @@ mod tests {
         assert_eq!(
             negotiate(Some(
                 "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+            )),
+            Format::Metadata("meta.k8s.io/v1")
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=Other;v=v1;g=meta.k8s.io,application/json"
             )),
             Format::Json
         );

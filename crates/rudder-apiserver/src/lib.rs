@@ -718,7 +718,7 @@ async fn resource(
                 r.group, r.kind, objs, list_meta, &opts,
             ))
         }
-        http::Format::Json => None,
+        http::Format::Json | http::Format::Metadata(_) => None,
     };
     let created = |v: Value| Ok(http::json(StatusCode::CREATED, &v));
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
@@ -777,6 +777,9 @@ async fn resource(
         }
         (&Method::GET, Some(name)) => {
             let obj = objects.get(&t, &name).await?;
+            if let http::Format::Metadata(api_version) = format {
+                return ok(http::partial_metadata(api_version, &obj));
+            }
             let rv = obj["metadata"]["resourceVersion"].clone();
             ok(as_table(std::slice::from_ref(&obj), json!({"resourceVersion": rv})).unwrap_or(obj))
         }
@@ -787,6 +790,19 @@ async fn resource(
                 http::Format::Table(_) => {
                     let items = list.values()?;
                     ok(as_table(&items, list.metadata.clone()).unwrap_or_default())
+                }
+                http::Format::Metadata(api_version) => {
+                    let items: Vec<Value> = list
+                        .values()?
+                        .iter()
+                        .map(|o| http::partial_metadata(api_version, o))
+                        .collect();
+                    ok(json!({
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": api_version,
+                        "metadata": list.metadata,
+                        "items": items,
+                    }))
                 }
             }
         }

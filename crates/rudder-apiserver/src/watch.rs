@@ -271,12 +271,17 @@ struct Render {
 
 impl Render {
     fn event(&mut self, mut event: Value) -> Value {
-        let Format::Table(api_version) = self.format else {
-            return event;
-        };
         if event["type"] == "ERROR" {
             return event;
         }
+        let api_version = match self.format {
+            Format::Json => return event,
+            Format::Metadata(api_version) => {
+                event["object"] = crate::http::partial_metadata(api_version, &event["object"]);
+                return event;
+            }
+            Format::Table(api_version) => api_version,
+        };
         let obj = event["object"].take();
         let rv = obj["metadata"]["resourceVersion"].clone();
         let with_columns = !std::mem::replace(&mut self.columns_sent, true);

@@ -3,8 +3,8 @@
 //! propagation policy leaves are carried out (kube-controller-manager's
 //! garbagecollector, level-triggered).
 //!
-//! It watches every kind that can own or be owned (all served kinds but
-//! Events) and keeps, per object, only its identity, owner references and
+//! It watches the metadata of every kind that can own or be owned (all
+//! served kinds but Events) and keeps, per object, only its identity, owner references and
 //! deletion state. After changes (and every 30 s) it makes one pass:
 //! - an owner being deleted with `orphan`: its dependents lose their
 //!   reference to it, then the finalizer goes;
@@ -27,6 +27,7 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions,
     PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use rudder_api::registry::{RESOURCES, Resource, by_kind, split_api_version};
 use serde_json::{Value, json};
@@ -54,13 +55,65 @@ struct Node {
 type Key = (usize, String, String);
 
 #[derive(Debug, Default)]
+struct Nodes {
+    by_key: HashMap<Key, Node>,
+    /// How many nodes have each uid (a uid is one object, but a watch may
+    /// briefly show an object under its old and new key).
+    uids: HashMap<String, usize>,
+}
+
+impl Nodes {
+    fn insert(&mut self, key: Key, node: Node) {
+        *self.uids.entry(node.uid.clone()).or_default() += 1;
+        if let Some(old) = self.by_key.insert(key, node) {
+            self.forget(&old.uid);
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.forget(&old.uid);
+        }
+    }
+
+    fn forget(&mut self, uid: &str) {
+        if let Some(n) = self.uids.get_mut(uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.uids.remove(uid);
+            }
+        }
+    }
+
+    /// Nodes with owners or a finalizer of the collector's: the only ones
+    /// a pass acts on.
+    fn interesting(&self) -> (Vec<Node>, HashSet<String>) {
+        let nodes: Vec<Node> = self
+            .by_key
+            .values()
+            .filter(|n| {
+                !n.owners.is_empty()
+                    || (n.deleting && n.finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND))
+            })
+            .cloned()
+            .collect();
+        let owners_present = nodes
+            .iter()
+            .flat_map(|n| n.owners.iter().map(|o| o.uid.clone()))
+            .filter(|uid| self.uids.contains_key(uid))
+            .collect();
+        (nodes, owners_present)
+    }
+}
+
+#[derive(Debug, Default)]
 struct Graph {
-    nodes: Mutex<HashMap<Key, Node>>,
+    nodes: Mutex<Nodes>,
     changed: Notify,
 }
 
 impl Graph {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Node>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Nodes> {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -76,8 +129,8 @@ pub async fn run(client: kube::Client) {
     loop {
         let _ = tokio::time::timeout(RESYNC, graph.changed.notified()).await;
         tokio::time::sleep(SETTLE).await;
-        let nodes: Vec<Node> = graph.lock().values().cloned().collect();
-        pass(&client, &nodes).await;
+        let (nodes, owners_present) = graph.lock().interesting();
+        pass(&client, &nodes, &owners_present).await;
     }
 }
 
@@ -100,7 +153,9 @@ fn api(client: &kube::Client, r: &Resource, namespace: Option<&str>) -> Api<Dyna
 
 /// Keeps the graph's nodes of one resource current.
 async fn watch(client: kube::Client, index: usize, r: &'static Resource, graph: Arc<Graph>) {
-    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(r));
+    // Metadata only (PartialObjectMetadata), as kube-controller-manager's
+    // collector watches: owners and finalizers are all it needs.
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &api_resource(r));
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -113,8 +168,15 @@ async fn watch(client: kube::Client, index: usize, r: &'static Resource, graph: 
                 continue;
             }
         };
+        // Only what can give the collector work wakes it: objects with
+        // owners or its finalizers, deletions (an owner may be gone), and
+        // a finished (re)list.
+        let mut wake = true;
         match event {
-            watcher::Event::Init => listed.clear(),
+            watcher::Event::Init => {
+                listed.clear();
+                wake = false;
+            }
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
                 if let Some(node) = node(r, &obj) {
                     let key = (
@@ -122,6 +184,12 @@ async fn watch(client: kube::Client, index: usize, r: &'static Resource, graph: 
                         node.namespace.clone().unwrap_or_default(),
                         node.name.clone(),
                     );
+                    wake = !node.owners.is_empty()
+                        || (node.deleting
+                            && node
+                                .finalizers
+                                .iter()
+                                .any(|f| f == ORPHAN || f == FOREGROUND));
                     listed.insert(key.clone());
                     graph.lock().insert(key, node);
                 }
@@ -135,16 +203,25 @@ async fn watch(client: kube::Client, index: usize, r: &'static Resource, graph: 
                 graph.lock().remove(&key);
             }
             watcher::Event::InitDone => {
-                graph
-                    .lock()
-                    .retain(|key, _| key.0 != index || listed.contains(key));
+                let mut nodes = graph.lock();
+                let gone: Vec<Key> = nodes
+                    .by_key
+                    .keys()
+                    .filter(|key| key.0 == index && !listed.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in &gone {
+                    nodes.remove(key);
+                }
             }
         }
-        graph.changed.notify_one();
+        if wake {
+            graph.changed.notify_one();
+        }
     }
 }
 
-fn node(r: &'static Resource, obj: &DynamicObject) -> Option<Node> {
+fn node(r: &'static Resource, obj: &PartialObjectMeta<DynamicObject>) -> Option<Node> {
     let meta = &obj.metadata;
     Some(Node {
         resource: r,
@@ -157,8 +234,7 @@ fn node(r: &'static Resource, obj: &DynamicObject) -> Option<Node> {
     })
 }
 
-async fn pass(client: &kube::Client, nodes: &[Node]) {
-    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
+async fn pass(client: &kube::Client, nodes: &[Node], owners_present: &HashSet<String>) {
     let mut dependents: HashMap<&str, Vec<&Node>> = HashMap::new();
     for n in nodes {
         for o in &n.owners {
@@ -174,7 +250,7 @@ async fn pass(client: &kube::Client, nodes: &[Node]) {
         } else if n.deleting && n.finalizers.iter().any(|f| f == FOREGROUND) {
             delete_dependents(client, n, deps).await;
         } else if !n.owners.is_empty() && !n.deleting {
-            collect_if_owners_gone(client, n, &by_uid).await;
+            collect_if_owners_gone(client, n, owners_present).await;
         }
     }
 }
@@ -217,10 +293,10 @@ async fn delete_dependents(client: &kube::Client, owner: &Node, deps: &[&Node]) 
     }
 }
 
-async fn collect_if_owners_gone(client: &kube::Client, n: &Node, by_uid: &HashMap<&str, &Node>) {
+async fn collect_if_owners_gone(client: &kube::Client, n: &Node, owners_present: &HashSet<String>) {
     let mut gone = Vec::new();
     for o in &n.owners {
-        if by_uid.contains_key(o.uid.as_str()) {
+        if owners_present.contains(&o.uid) {
             continue;
         }
         if owner_gone(client, n, o).await {

@@ -255,3 +255,52 @@ async fn yaml_bodies_are_accepted_and_malformed_ones_refused() {
     client.request_text(apply).await.unwrap();
     assert_eq!(cms.get("from-yaml").await.unwrap().data.unwrap()["a"], "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_lists_and_watches() {
+    use kube::api::WatchEvent;
+    use kube::core::PartialObjectMeta;
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &configmap("meta"))
+        .await
+        .unwrap();
+    let raw = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&client.request_text(raw).await.unwrap()).unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "meta")
+        .unwrap();
+    assert_eq!(item["kind"], "PartialObjectMetadata");
+    assert!(item.get("data").is_none(), "{item}");
+
+    let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
+    let got = metas.get("meta").await.unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("meta"));
+    let rv = got.metadata.resource_version.clone().unwrap();
+    let mut stream = metas
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &configmap("meta-2"))
+        .await
+        .unwrap();
+    match stream.next().await.unwrap().unwrap() {
+        WatchEvent::Added(m) => assert_eq!(m.metadata.name.as_deref(), Some("meta-2")),
+        other => panic!("{other:?}"),
+    }
+}

@@ -155,3 +155,38 @@ fn removed_list_items_go_and_shared_fields_stay() {
         .collect();
     assert_eq!(names, ["a"]);
 }
+
+#[test]
+fn updates_take_changed_fields_and_drop_removed_ones() {
+    let mut created = deployment(1, "nginx:1");
+    created["metadata"]["labels"]["team"] = json!("x");
+    record_update("Deployment", None, &mut created, &mgr("a"));
+    let mut changed = created.clone();
+    changed["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("team");
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    record_update("Deployment", Some(&created), &mut changed, &mgr("b"));
+    let entries = changed["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let a = &entries[0]["fieldsV1"];
+    assert!(a["f:metadata"]["f:labels"].get("f:team").is_none(), "{a}");
+    assert!(a["f:metadata"]["f:labels"]["f:app"].is_object(), "{a}");
+    let container = &a["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
+    assert!(
+        container.get("f:image").is_none() && container["f:name"].is_object(),
+        "{a}"
+    );
+    assert_eq!(
+        entries[1]["fieldsV1"],
+        json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {"f:image": {}}}}}}})
+    );
+    // A write that changes nothing records nothing.
+    let mut same = changed.clone();
+    record_update("Deployment", Some(&changed), &mut same, &mgr("c"));
+    assert_eq!(
+        same["metadata"]["managedFields"],
+        changed["metadata"]["managedFields"]
+    );
+}
