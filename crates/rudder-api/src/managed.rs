@@ -403,6 +403,9 @@ fn path_string(path: &[Elem]) -> String {
     out
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
+
 /// Who writes, how.
 #[derive(Debug, Clone)]
 pub struct Manager<'a> {
@@ -586,14 +589,25 @@ pub fn apply(
             }
         }
     }
-    if !conflicts.is_empty() && !force {
+    // Moving from client-side to server-side apply: fields kubectl's
+    // client-side apply set (its last-applied-configuration) pass over
+    // to the applier without a conflict (kube-apiserver's
+    // lastAppliedManager).
+    let last_applied = live_obj["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .map(|v| FieldSet::of(kind, &v, status))
+        .unwrap_or_default();
+    let blocking = conflicts
+        .iter()
+        .filter(|(manager, _, p)| manager != CLIENT_SIDE_APPLY || !last_applied.0.contains(p));
+    if !force && blocking.clone().next().is_some() {
         return Err(ApplyError::Conflicts(
-            conflicts
-                .into_iter()
+            blocking
                 .map(|(manager, api_version, p)| Conflict {
-                    manager,
-                    api_version,
-                    field: path_string(&p),
+                    manager: manager.clone(),
+                    api_version: api_version.clone(),
+                    field: path_string(p),
                 })
                 .collect(),
         ));

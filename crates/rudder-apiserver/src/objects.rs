@@ -607,9 +607,19 @@ impl Objects {
             let mut new = merge_update(r, &old, &obj, status_only);
             rudder_api::defaults::apply(r.group, r.kind, &mut new);
             if tracking == Tracking::Update {
-                // Ownership comes from the stored object, never the client.
-                match old["metadata"].get("managedFields") {
-                    Some(fields) => new["metadata"]["managedFields"] = fields.clone(),
+                // Ownership starts from the stored object's, unless the
+                // client changed managedFields itself (as kubectl does to
+                // hand client-side-apply fields over to server-side apply).
+                let sent = obj["metadata"].get("managedFields");
+                let stored = old["metadata"].get("managedFields");
+                let base = match sent {
+                    Some(Value::Array(list)) if sent != stored && valid_managed_fields(list) => {
+                        sent
+                    }
+                    _ => stored,
+                };
+                match base.cloned() {
+                    Some(fields) => new["metadata"]["managedFields"] = fields,
                     None => {
                         if let Some(meta) = new["metadata"].as_object_mut() {
                             meta.remove("managedFields");
@@ -1105,6 +1115,16 @@ impl List {
 enum Tracking {
     Update,
     Applied,
+}
+
+/// Whether managedFields a client sent have the shape the server keeps:
+/// objects naming a manager and an operation.
+fn valid_managed_fields(list: &[Value]) -> bool {
+    list.iter().all(|e| {
+        e["manager"].is_string()
+            && matches!(e["operation"].as_str(), Some("Apply" | "Update"))
+            && e["fieldsV1"].is_object()
+    })
 }
 
 /// The manager of a write to `t`, for managedFields.

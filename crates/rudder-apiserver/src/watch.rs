@@ -213,7 +213,8 @@ impl Watcher {
         if plain && matches!(self.render.format, Format::Json) {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
-        let (obj, prev) = e.objects();
+        let decoded = e.objects();
+        let (obj, prev) = &*decoded;
         let Some(obj) = obj else { return true };
         let mut obj = obj.clone();
         view(self.resource, &mut obj);

@@ -11,7 +11,7 @@
 //! when kube-apiserver's cacher reinitializes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,10 @@ use crate::objects::{decode, store_error, with_resource_version};
 /// Changes kept for watches that start from a past resourceVersion; older
 /// ones are served by a watch on the store.
 const HISTORY: usize = 2048;
+/// How many of the latest changes keep their decoded objects.
+const DECODED_KEPT: usize = 64;
+/// An event's object after and before the change, decoded.
+pub(crate) type Decoded = (Option<Value>, Option<Value>);
 /// Changes a watcher may fall behind before its watch is ended.
 const FAN_OUT: usize = 4096;
 
@@ -41,7 +45,10 @@ pub(crate) struct CacheEvent {
     /// deleting revision as its resourceVersion).
     kv: KeyValue,
     prev: Option<KeyValue>,
-    decoded: OnceLock<(Option<Value>, Option<Value>)>,
+    /// Decoded on first need and shared while the change is recent;
+    /// dropped once it is [`DECODED_KEPT`] changes old (a watcher that far
+    /// behind decodes again), so the history does not hold decoded copies.
+    decoded: Mutex<Option<Arc<Decoded>>>,
     /// `{"type":…,"object":…}\n` for a watcher without selectors.
     pub(crate) line: Bytes,
 }
@@ -49,13 +56,25 @@ pub(crate) struct CacheEvent {
 impl CacheEvent {
     /// The object after the change and before it, decoded (`None` where
     /// absent or undecodable).
-    pub(crate) fn objects(&self) -> &(Option<Value>, Option<Value>) {
-        self.decoded.get_or_init(|| {
-            (
+    pub(crate) fn objects(&self) -> Arc<Decoded> {
+        let mut slot = self
+            .decoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert_with(|| {
+            Arc::new((
                 decode(&self.kv).ok(),
                 self.prev.as_ref().and_then(|p| decode(p).ok()),
-            )
+            ))
         })
+        .clone()
+    }
+
+    fn forget_decoded(&self) {
+        self.decoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -237,7 +256,7 @@ impl Cache {
             kind,
             kv: shown,
             prev,
-            decoded: OnceLock::new(),
+            decoded: Mutex::new(None),
             line: line.into(),
         });
         let mut state = self.write();
@@ -250,6 +269,11 @@ impl Cache {
             state.history.pop_front();
         }
         state.history.push_back(cached.clone());
+        if let Some(aged) = state.history.len().checked_sub(DECODED_KEPT + 1)
+            && let Some(e) = state.history.get(aged)
+        {
+            e.forget_decoded();
+        }
         let _ = state.events.send(cached);
         let now = state.revision;
         drop(state);

@@ -1849,3 +1849,95 @@ fn server_side_apply_tracks_owners_and_reports_conflicts() {
             .contains("managedFields")
     );
 }
+
+#[test]
+fn diff_and_edit_work_as_with_kubernetes() {
+    let c = Cluster::start(&[]);
+    c.apply(27, CONFIGMAP);
+    let file = c.dir.path().join("cm.yaml");
+    std::fs::write(&file, CONFIGMAP.replace("greeting: hello", "greeting: hi")).unwrap();
+    let file = file.to_str().unwrap();
+    for v in VERSIONS {
+        // Server-side, the client-side apply owns greeting: as with
+        // Kubernetes, taking it needs --force-conflicts.
+        for mode in [&[][..], &["--server-side", "--force-conflicts"][..]] {
+            let args: Vec<&str> = ["diff", "-f", file].iter().chain(mode).copied().collect();
+            let out = c.kubectl(v, &args);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(1), "{v} {mode:?}: {out:?}");
+            assert!(
+                stdout.contains("-  greeting: hello") && stdout.contains("+  greeting: hi"),
+                "{v} {mode:?}: {stdout}"
+            );
+        }
+    }
+    // diff is a dry run: nothing changed; and no difference exits 0.
+    let data = c.ok(
+        27,
+        &["get", "cm", "web-config", "-o", "jsonpath={.data.greeting}"],
+    );
+    assert_eq!(data, "hello");
+    let same = c.dir.path().join("same.yaml");
+    std::fs::write(&same, CONFIGMAP).unwrap();
+    let out = c.kubectl(33, &["diff", "-f", same.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    // kubectl apply --server-side over a client-side apply hands the
+    // fields over (kubectl rewrites managedFields): no conflict.
+    c.ok(33, &["apply", "--server-side", "-f", file]);
+    let obj = json(&c.ok(
+        27,
+        &[
+            "get",
+            "cm",
+            "web-config",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    ));
+    assert_eq!(obj["data"]["greeting"], "hi");
+    assert!(
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["manager"] == "kubectl" && e["operation"] == "Apply"),
+        "{obj}"
+    );
+
+    // kubectl edit: the editor's change is sent back.
+    let editor = c.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/greeting: hello/greeting: bonjour/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for v in VERSIONS {
+        c.ok(
+            27,
+            &[
+                "patch",
+                "cm",
+                "web-config",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"greeting":"hello"}}"#,
+            ],
+        );
+        let out = c.kubectl_env(
+            v,
+            &c.kubeconfig,
+            &["edit", "cm", "web-config"],
+            None,
+            &[("KUBE_EDITOR", editor.to_str().unwrap())],
+        );
+        assert!(out.status.success(), "{v}: {out:?}");
+        let data = c.ok(
+            27,
+            &["get", "cm", "web-config", "-o", "jsonpath={.data.greeting}"],
+        );
+        assert_eq!(data, "bonjour", "{v}");
+    }
+}

@@ -190,3 +190,43 @@ fn updates_take_changed_fields_and_drop_removed_ones() {
         changed["metadata"]["managedFields"]
     );
 }
+
+#[test]
+fn client_side_applied_fields_pass_to_server_side_apply() {
+    let mut live = deployment(2, "nginx:1");
+    live["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": deployment(2, "nginx:1").to_string()
+    });
+    record_update(
+        "Deployment",
+        None,
+        &mut live,
+        &mgr("kubectl-client-side-apply"),
+    );
+    // Fields the client-side apply set change hands without a conflict...
+    let applied = apply(
+        "Deployment",
+        Some(&live),
+        &deployment(3, "nginx:2"),
+        &mgr("kubectl"),
+        false,
+        merge,
+    )
+    .unwrap();
+    assert_eq!(applied["spec"]["replicas"], 3);
+    // ... but fields another manager set still conflict.
+    let mut scaled = applied.clone();
+    scaled["spec"]["replicas"] = json!(9);
+    record_update("Deployment", Some(&applied), &mut scaled, &mgr("hpa"));
+    assert!(
+        apply(
+            "Deployment",
+            Some(&scaled),
+            &deployment(3, "nginx:2"),
+            &mgr("kubectl"),
+            false,
+            merge
+        )
+        .is_err()
+    );
+}

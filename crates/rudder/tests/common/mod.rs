@@ -163,9 +163,22 @@ impl Cluster {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Output {
+        self.kubectl_env(minor, kubeconfig, args, stdin, &[])
+    }
+
+    /// kubectl with extra environment variables (such as KUBE_EDITOR).
+    pub fn kubectl_env(
+        &self,
+        minor: u32,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let home = self.dir.path().join(format!("home-{minor}"));
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(kubectl_binary(minor));
+        cmd.envs(env.iter().copied());
         cmd.args(args)
             .env("HOME", &home)
             .env("KUBECONFIG", kubeconfig)
