@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 # Debian packages, by what needs them.
-BUILD_PACKAGES=(gcc protobuf-compiler)            # protoc: etcd-client's (and later CRI's) gRPC code
+BUILD_PACKAGES=(gcc protobuf-compiler)            # protoc: etcd-client's and CRI's gRPC code
 TEST_PACKAGES=(etcd-server openssl)               # the etcd backend: conformance run, TLS certificates
 RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables)
 
