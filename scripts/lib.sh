@@ -3,7 +3,7 @@
 
 # Debian packages, by what needs them.
 BUILD_PACKAGES=(gcc protobuf-compiler)            # protoc: etcd-client's and CRI's gRPC code
-TEST_PACKAGES=(etcd-server openssl)               # the etcd backend: conformance run, TLS certificates
+TEST_PACKAGES=(etcd-server openssl busybox-static) # etcd backend, TLS certificates, the busybox test image
 RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables)
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }

@@ -137,6 +137,27 @@ impl Containerd {
         }
     }
 
+    /// Imports an image archive (OCI layout or docker save) into the
+    /// namespace CRI uses, with containerd's own `ctr`.
+    pub async fn import(&self, archive: &Path) -> Result<(), Error> {
+        let ctr = find("ctr", "containerd")?;
+        let out = Command::new(&ctr)
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "k8s.io", "images", "import"])
+            .arg(archive)
+            .output()
+            .await
+            .map_err(io("running", &ctr))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(Error::Import {
+            archive: archive.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+
     /// The CRI socket.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -4,6 +4,7 @@
 //! `shared/notes/containerd-cri.md` found works on these machines.
 
 pub mod containerd;
+pub mod oci;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,8 @@ pub enum Error {
         call: &'static str,
         status: Box<tonic::Status>,
     },
+    #[error("importing the image archive {archive}: {message}")]
+    Import { archive: PathBuf, message: String },
     #[error("containerd did not come up within {seconds} s; its log is {log}")]
     StartTimeout { seconds: u64, log: PathBuf },
     #[error("containerd exited during start-up ({status}); its log is {log}")]
