@@ -94,6 +94,7 @@ struct State {
 
 /// A bound API server, ready to [`ApiServer::run`].
 pub struct ApiServer {
+    pki: pki::Pki,
     controller_kubeconfig: String,
     event_ttl: std::time::Duration,
     listener: TcpListener,
@@ -199,6 +200,7 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     tracing::info!(%addr, kubeconfig = ?config.kubeconfigs, "API server listening");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     Ok(ApiServer {
+        pki,
         controller_kubeconfig,
         event_ttl: config.event_ttl,
         listener,
@@ -211,6 +213,21 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
 impl ApiServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A kubeconfig (YAML) with a new client certificate for `user` in
+    /// `group`, over loopback: how in-process components (the node agent)
+    /// reach the API.
+    pub fn kubeconfig_for(&self, user: &str, group: Option<&str>) -> Result<String, Error> {
+        let cert = self
+            .pki
+            .client_cert(user, group)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        Ok(kubeconfig(
+            &format!("https://127.0.0.1:{}", self.addr.port()),
+            self.pki.ca_pem(),
+            &cert,
+        ))
     }
 
     /// A kubeconfig (YAML) for the in-process controllers: user

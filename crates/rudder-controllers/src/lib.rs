@@ -3,8 +3,19 @@
 //! is with what should be and acts, and is safe to run again at any time.
 
 pub mod garbage_collector;
+pub mod node_ipam;
+
+/// What the controllers need to know of the cluster.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pod IPs come from here: each node a /24.
+    pub cluster_cidr: String,
+}
 
 /// Runs every controller until the process ends.
-pub async fn run(client: kube::Client) {
-    garbage_collector::run(client).await;
+pub async fn run(client: kube::Client, config: Config) {
+    tokio::join!(
+        garbage_collector::run(client.clone()),
+        node_ipam::run(client, config.cluster_cidr),
+    );
 }

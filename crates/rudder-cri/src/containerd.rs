@@ -96,7 +96,11 @@ impl Containerd {
             .map_err(io("opening", &log))?;
         let err_file = log_file.try_clone().map_err(io("opening", &log))?;
         tracing::info!(config = %config.display(), log = %log.display(), "starting containerd");
-        let child = Command::new(&binary)
+        // setpriv (util-linux) makes the kernel stop containerd if the
+        // agent dies without stopping it; its containers' shims live on.
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "TERM", "--"])
+            .arg(&binary)
             .arg("--config")
             .arg(&config)
             .stdin(std::process::Stdio::null())

@@ -41,9 +41,15 @@ pub(crate) struct Args {
     /// Service cluster IPs come from this range; its first address is the kubernetes Service's.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
-    /// Pod IPs come from this range (used by the node agent, once it exists).
+    /// Pod IPs come from this range: each node gets a /24 of it.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's address (default: the host's first non-loopback IPv4).
+    #[arg(long)]
+    node_ip: Option<String>,
     /// How long events are kept after their last update (kube-apiserver's --event-ttl).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     event_ttl: std::time::Duration,
@@ -97,8 +103,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let compactor = tokio::spawn(Compactor::new(store.clone()).run(args.compaction_interval));
 
     tracing::info!(data_dir = %args.data_dir.display(), revision, "store ready");
-    if !args.disable_agent {
-        tracing::info!("no node agent yet: this build runs the control plane only");
+    if let Err(e) = rudder_controllers::node_ipam::parse_cidr(&args.cluster_cidr) {
+        compactor.abort();
+        anyhow::bail!("--cluster-cidr: {e}");
     }
 
     let config = rudder_apiserver::Config {
@@ -121,12 +128,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let controller_kubeconfig = api.controller_kubeconfig().to_string();
+    let node_name = args.node_name.clone().unwrap_or_else(|| {
+        host_names()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "rudder".into())
+    });
+    let agent_kubeconfig = if args.disable_agent {
+        None
+    } else {
+        Some(api.kubeconfig_for(&format!("system:node:{node_name}"), Some("system:nodes"))?)
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(api.run(async move {
         let _ = stop_rx.await;
     }));
+    let config = rudder_controllers::Config {
+        cluster_cidr: args.cluster_cidr.clone(),
+    };
     let controllers = match controller_client(&controller_kubeconfig).await {
-        Ok(client) => tokio::spawn(rudder_controllers::run(client)),
+        Ok(client) => tokio::spawn(rudder_controllers::run(client, config)),
         Err(e) => {
             let _ = stop_tx.send(());
             let _ = api.await;
@@ -134,6 +155,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             return Err(e.context("connecting the controllers to the API server"));
         }
     };
+    let mut agent = None;
+    if let Some(kubeconfig) = agent_kubeconfig {
+        let node_ip = args.node_ip.clone().unwrap_or_else(|| {
+            host_names()
+                .iter()
+                .find(|n| {
+                    n.parse::<std::net::Ipv4Addr>()
+                        .is_ok_and(|ip| !ip.is_loopback())
+                })
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into())
+        });
+        let config = rudder_agent::Config {
+            data_dir: args.data_dir.clone(),
+            node_name: node_name.clone(),
+            node_ip,
+            control_plane: true,
+        };
+        let started = match controller_client(&kubeconfig).await {
+            Ok(client) => rudder_agent::Agent::start(client, config)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(a) => agent = Some(a),
+            Err(e) => {
+                controllers.abort();
+                let _ = stop_tx.send(());
+                let _ = api.await;
+                compactor.abort();
+                return Err(e.context(
+                    "starting the node agent (use --disable-agent to run the control plane alone)",
+                ));
+            }
+        }
+    }
     tracing::info!(
         "rudder server running; use it with: export KUBECONFIG={}; stop it with SIGTERM or Ctrl-C",
         args.write_kubeconfig.display()
@@ -144,6 +202,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = sig, "shutting down");
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
     controllers.abort();
     let _ = stop_tx.send(());
     let _ = api.await;
@@ -156,8 +217,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client for the in-process controllers, from the kubeconfig the API
-/// server made for them.
+/// A client for an in-process component (controllers, node agent), from
+/// a kubeconfig the API server made for it.
 async fn controller_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
     let options = kube::config::KubeConfigOptions::default();

@@ -108,6 +108,15 @@ impl Cluster {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::start_full(dir, extra, false)
+    }
+
+    /// A server with its node agent (real containerd): one node.
+    pub fn start_with_agent(extra: &[&str]) -> Self {
+        Self::start_full(tempfile::tempdir().unwrap(), extra, true)
+    }
+
+    fn start_full(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> Self {
         let port = rudder_testing::free_port().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let data = dir.path().join("data");
@@ -115,12 +124,14 @@ impl Cluster {
         let mut args = vec![
             "--data-dir",
             data.to_str().unwrap(),
-            "--disable-agent",
             "--https-listen-port",
             &port_s,
             "--write-kubeconfig",
             kubeconfig.to_str().unwrap(),
         ];
+        if !agent {
+            args.push("--disable-agent");
+        }
         args.extend_from_slice(extra);
         // The API suite runs a second time against a real etcd.
         let etcd = (std::env::var("RUDDER_TEST_DATASTORE").as_deref() == Ok("etcd")

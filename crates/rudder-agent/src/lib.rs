@@ -1,0 +1,407 @@
+//! The node agent, Rudder's kubelet: registers its Node (labels, capacity,
+//! addresses, node info, conditions), renews its Lease in
+//! `kube-node-lease` every 10 s, starts its own containerd once the
+//! control plane has given the node a podCIDR, and keeps the Ready
+//! condition true to the runtime's health. Like every component it is an
+//! API client (the `kube` crate).
+//!
+//! Running pods comes next (issue 4): this is the node's life cycle.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use rudder_cri::Cri;
+use rudder_cri::containerd::{Containerd, Options};
+use serde_json::{Value, json};
+
+/// The version the agent reports as its kubelet version.
+pub const KUBELET_VERSION: &str = "v1.33.0+rudder";
+/// The sandbox image the agent makes and imports itself.
+pub const PAUSE_IMAGE: &str = "localhost/pause:3.10";
+/// How often the Lease is renewed (kubelet's default).
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How long the Lease holds (kubelet's default).
+const LEASE_SECONDS: i32 = 40;
+/// How often the runtime's health is checked and the Node status updated.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+const MANAGER: &str = "rudder-agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Runtime(#[from] rudder_cri::Error),
+    #[error(
+        "the control plane gave node {0} no podCIDR within 60 s (is the node IPAM controller running?)"
+    )]
+    NoPodCidr(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The agent keeps its state in `<data_dir>/agent`.
+    pub data_dir: PathBuf,
+    pub node_name: String,
+    pub node_ip: String,
+    /// A server's node carries the control-plane role label.
+    pub control_plane: bool,
+}
+
+/// A running agent; [`Agent::stop`] stops it and its containerd.
+#[derive(Debug)]
+pub struct Agent {
+    containerd: Containerd,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Registers the node, waits for its podCIDR, starts containerd and
+    /// the heartbeat and status loops.
+    pub async fn start(client: kube::Client, config: Config) -> Result<Self, Error> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        register(&nodes, &config).await?;
+        let pod_cidr = wait_for_pod_cidr(&nodes, &config.node_name).await?;
+        tracing::info!(node = %config.node_name, %pod_cidr, "node registered");
+        let dir = config.data_dir.join("agent");
+        let containerd = Containerd::start(&Options {
+            dir: dir.join("containerd"),
+            pod_subnet: pod_cidr,
+            sandbox_image: PAUSE_IMAGE.into(),
+        })
+        .await?;
+        import_images(&containerd, &dir).await?;
+        let socket = containerd.socket().to_path_buf();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        let name = config.node_name.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                if let Err(e) = renew_lease(&leases, &name).await {
+                    tracing::warn!("renewing the node lease: {e}");
+                }
+                tokio::time::sleep(LEASE_RENEW).await;
+            }
+        });
+        let name = config.node_name.clone();
+        let status = tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let (ready, runtime) = runtime_health(&socket).await;
+                if last.as_ref() != Some(&(ready, runtime.clone())) {
+                    match report_ready(&nodes, &name, ready, &runtime).await {
+                        Ok(()) => last = Some((ready, runtime)),
+                        Err(e) => tracing::warn!("updating the node status: {e}"),
+                    }
+                }
+                tokio::time::sleep(STATUS_EVERY).await;
+            }
+        });
+        Ok(Self {
+            containerd,
+            tasks: vec![heartbeat, status],
+        })
+    }
+
+    /// The CRI socket of the agent's containerd.
+    pub fn cri_socket(&self) -> &std::path::Path {
+        self.containerd.socket()
+    }
+
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.containerd.stop().await;
+    }
+}
+
+/// Imports the agent's pause image and every archive in
+/// `<dir>/images/` (as k3s does with its images directory).
+async fn import_images(containerd: &Containerd, dir: &std::path::Path) -> Result<(), Error> {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).map_err(|source| Error::Io {
+        what: "creating",
+        path: images.clone(),
+        source,
+    })?;
+    let pause = dir.join("pause.tar");
+    std::fs::write(&pause, rudder_cri::oci::pause_image(PAUSE_IMAGE)).map_err(|source| {
+        Error::Io {
+            what: "writing",
+            path: pause.clone(),
+            source,
+        }
+    })?;
+    containerd.import(&pause).await?;
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(&images)
+        .map_err(|source| Error::Io {
+            what: "reading",
+            path: images.clone(),
+            source,
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    archives.sort();
+    for archive in archives {
+        tracing::info!(archive = %archive.display(), "importing image archive");
+        containerd.import(&archive).await?;
+    }
+    Ok(())
+}
+
+/// Creates the Node, or brings an existing one's labels and status up to
+/// date (the agent restarted, or the node came back).
+async fn register(nodes: &Api<Node>, config: &Config) -> Result<(), Error> {
+    let mut labels = json!({
+        "kubernetes.io/hostname": config.node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+    });
+    if config.control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+    }
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": config.node_name, "labels": labels},
+    }))
+    .map_err(|e| Error::Api(kube::Error::SerdeError(e)))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let patch = json!({"metadata": {"labels": labels}});
+            nodes
+                .patch(
+                    &config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let status = node_status(config, false, "container runtime is starting");
+    nodes
+        .patch_status(
+            &config.node_name,
+            &PatchParams::default(),
+            &Patch::Strategic(&json!({ "status": status })),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn wait_for_pod_cidr(nodes: &Api<Node>, name: &str) -> Result<String, Error> {
+    for _ in 0..300 {
+        let node = nodes.get(name).await?;
+        if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+            return Ok(cidr);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(Error::NoPodCidr(name.into()))
+}
+
+/// The Node's status: capacity, addresses, node info, conditions.
+fn node_status(config: &Config, ready: bool, message: &str) -> Value {
+    let now = rfc3339_now();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let storage = disk_bytes(&config.data_dir).unwrap_or(0);
+    let resources = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{memory_kib}Ki"),
+        "pods": "110",
+        "ephemeral-storage": storage.to_string(),
+    });
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let os_image = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let condition = |kind: &str, status: bool, reason: &str, message: &str| {
+        json!({
+            "type": kind,
+            "status": if status { "True" } else { "False" },
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        })
+    };
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "addresses": [
+            {"type": "InternalIP", "address": config.node_ip},
+            {"type": "Hostname", "address": config.node_name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": read("/etc/machine-id"),
+            "systemUUID": read("/sys/class/dmi/id/product_uuid"),
+            "bootID": read("/proc/sys/kernel/random/boot_id"),
+            "kernelVersion": read("/proc/sys/kernel/osrelease"),
+            "osImage": os_image,
+            "containerRuntimeVersion": "containerd",
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,
+            "operatingSystem": "linux",
+            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        },
+        "conditions": [
+            condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            if ready {
+                condition("Ready", true, "KubeletReady", "kubelet is posting ready status")
+            } else {
+                condition("Ready", false, "KubeletNotReady", message)
+            },
+        ],
+    })
+}
+
+/// The size in bytes of the filesystem holding `dir` (`df`).
+fn disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the runtime answers and is ready, and its version string.
+async fn runtime_health(socket: &std::path::Path) -> (bool, String) {
+    let Ok(mut cri) = Cri::connect(socket).await else {
+        return (false, "container runtime is down: cannot connect".into());
+    };
+    let version = match cri.version().await {
+        Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
+        Err(e) => return (false, format!("container runtime is down: {e}")),
+    };
+    match cri.conditions().await {
+        Ok(conditions) => {
+            let not_ready: Vec<String> = conditions
+                .iter()
+                .filter(|c| !c.status)
+                .map(|c| format!("{} is false: {}", c.r#type, c.message))
+                .collect();
+            if not_ready.is_empty() {
+                (true, version)
+            } else {
+                (
+                    false,
+                    format!("container runtime not ready: {}", not_ready.join("; ")),
+                )
+            }
+        }
+        Err(e) => (false, format!("container runtime status check failed: {e}")),
+    }
+}
+
+async fn report_ready(
+    nodes: &Api<Node>,
+    name: &str,
+    ready: bool,
+    runtime: &str,
+) -> Result<(), Error> {
+    let now = rfc3339_now();
+    let current = nodes.get_status(name).await?;
+    let was_ready = current
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (c.status == "True", c.last_transition_time.clone()));
+    let transition = match was_ready {
+        Some((r, Some(t))) if r == ready => serde_json::to_value(t).unwrap_or(json!(now)),
+        _ => json!(now),
+    };
+    let (status, reason, message) = if ready {
+        (
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status".to_string(),
+        )
+    } else {
+        ("False", "KubeletNotReady", runtime.to_string())
+    };
+    let mut patch = json!({"status": {"conditions": [{
+        "type": "Ready", "status": status, "reason": reason, "message": message,
+        "lastHeartbeatTime": now, "lastTransitionTime": transition,
+    }]}});
+    if ready {
+        patch["status"]["nodeInfo"] = json!({"containerRuntimeVersion": runtime});
+    }
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    tracing::info!(node = name, ready, "node status: {}", message);
+    Ok(())
+}
+
+/// Creates or renews the node's Lease.
+async fn renew_lease(leases: &Api<Lease>, name: &str) -> Result<(), Error> {
+    let now = micro_now();
+    let patch = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+    });
+    leases
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+fn rfc3339_now() -> String {
+    rudder_api::time::rfc3339_now()
+}
+
+/// Now as a MicroTime (`…:05.123456Z`), as Lease renewTime is.
+fn micro_now() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    let mut s = rudder_api::time::rfc3339_now();
+    s.pop();
+    format!("{s}.{micros:06}Z")
+}

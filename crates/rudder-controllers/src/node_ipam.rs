@@ -1,0 +1,133 @@
+//! Node IPAM: each node gets a podCIDR, the first free /24 of the
+//! cluster CIDR, when it registers (kube-controller-manager's range
+//! allocator). A node keeps its podCIDR for life.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+/// Parses `10.42.0.0/16` into its network and prefix length; the
+/// subnets handed out are /24s, so the prefix must be 24 or shorter.
+pub fn parse_cidr(cidr: &str) -> Result<(u32, u8), String> {
+    let (ip, len) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("{cidr:?} is not a CIDR such as 10.42.0.0/16"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("{cidr:?}: {ip:?} is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("{cidr:?}: bad prefix length"))?;
+    if len > 24 {
+        return Err(format!("{cidr:?}: the cluster CIDR must be /24 or larger"));
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Ok((u32::from(ip) & mask, len))
+}
+
+/// The first /24 of the cluster CIDR not in `used`.
+pub fn next_free(network: u32, len: u8, used: &BTreeSet<String>) -> Option<String> {
+    let count = 1u32 << (24 - len);
+    (0..count)
+        .map(|i| format!("{}/24", Ipv4Addr::from(network + (i << 8))))
+        .find(|c| !used.contains(c))
+}
+
+/// Hands out podCIDRs until the process ends.
+pub async fn run(client: kube::Client, cluster_cidr: String) {
+    let (network, len) = match parse_cidr(&cluster_cidr) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!("node IPAM is off: {e}");
+            return;
+        }
+    };
+    let nodes: Api<Node> = Api::all(client);
+    let mut events = watcher(nodes.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let Ok(node) = event else { continue };
+        let has_cidr = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if has_cidr {
+            continue;
+        }
+        let Some(name) = node.metadata.name.clone() else {
+            continue;
+        };
+        // The watch may be behind: ask for the node as it is now, and
+        // write only if it is still that (a podCIDR is set once).
+        let current = match nodes.get(&name).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(node = %name, "node IPAM: {e}");
+                continue;
+            }
+        };
+        if current
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_some_and(|c| !c.is_empty())
+        {
+            continue;
+        }
+        // The used set comes from a fresh list: two nodes registering at
+        // once must not get the same range.
+        let used: BTreeSet<String> = match nodes.list(&Default::default()).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+                .collect(),
+            Err(e) => {
+                tracing::warn!("node IPAM: listing nodes: {e}");
+                continue;
+            }
+        };
+        let Some(cidr) = next_free(network, len, &used) else {
+            tracing::error!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}");
+            continue;
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        });
+        match nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(node = %name, %cidr, "node IPAM: assigned podCIDR"),
+            Err(e) => tracing::warn!(node = %name, "node IPAM: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hands_out_the_first_free_slash_24() {
+        let (net, len) = parse_cidr("10.42.0.0/16").unwrap_or_default();
+        let mut used = BTreeSet::new();
+        assert_eq!(next_free(net, len, &used).as_deref(), Some("10.42.0.0/24"));
+        used.insert("10.42.0.0/24".to_string());
+        assert_eq!(next_free(net, len, &used).as_deref(), Some("10.42.1.0/24"));
+        let (net, len) = parse_cidr("10.9.9.0/24").unwrap_or_default();
+        used.insert("10.9.9.0/24".to_string());
+        assert_eq!(next_free(net, len, &used), None);
+        assert!(parse_cidr("10.0.0.0/25").is_err());
+        assert!(parse_cidr("nonsense").is_err());
+    }
+}
