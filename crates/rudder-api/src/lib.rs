@@ -10,6 +10,7 @@
 pub mod conversion;
 pub mod defaults;
 pub mod managed;
+pub mod net;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;

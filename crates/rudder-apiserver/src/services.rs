@@ -24,20 +24,10 @@ pub(crate) struct ServiceRanges {
 impl ServiceRanges {
     /// Parses `10.43.0.0/16`.
     pub(crate) fn parse(cidr: &str) -> Result<Self, String> {
-        let (ip, bits) = cidr
-            .split_once('/')
-            .ok_or_else(|| format!("{cidr:?} is not a CIDR such as 10.43.0.0/16"))?;
-        let ip: Ipv4Addr = ip
-            .parse()
-            .map_err(|_| format!("{cidr:?}: {ip:?} is not an IPv4 address"))?;
-        let bits: u32 = bits
-            .parse()
-            .ok()
-            .filter(|b| (8..=30).contains(b))
-            .ok_or_else(|| format!("{cidr:?}: the prefix must be /8 to /30"))?;
-        let size = 1u32 << (32 - bits);
+        let (base, bits) = rudder_api::net::parse_ipv4_cidr(cidr, 8..=30)?;
+        let size = 1u32 << (32 - u32::from(bits));
         Ok(Self {
-            base: u32::from(ip) & !(size - 1),
+            base,
             size,
             node_ports: (30000, 32767),
         })

@@ -11,23 +11,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-/// Parses `10.42.0.0/16` into its network and prefix length; the
-/// subnets handed out are /24s, so the prefix must be 24 or shorter.
+/// Parses `10.42.0.0/16`: the subnets handed out are /24s, so the
+/// prefix must be 24 or shorter.
 pub fn parse_cidr(cidr: &str) -> Result<(u32, u8), String> {
-    let (ip, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| format!("{cidr:?} is not a CIDR such as 10.42.0.0/16"))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("{cidr:?}: {ip:?} is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .map_err(|_| format!("{cidr:?}: bad prefix length"))?;
-    if len > 24 {
-        return Err(format!("{cidr:?}: the cluster CIDR must be /24 or larger"));
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Ok((u32::from(ip) & mask, len))
+    rudder_api::net::parse_ipv4_cidr(cidr, 1..=24)
 }
 
 /// The first /24 of the cluster CIDR not in `used`.
