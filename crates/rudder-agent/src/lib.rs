@@ -2,10 +2,10 @@
 //! addresses, node info, conditions), renews its Lease in
 //! `kube-node-lease` every 10 s, starts its own containerd once the
 //! control plane has given the node a podCIDR, and keeps the Ready
-//! condition true to the runtime's health. Like every component it is an
-//! API client (the `kube` crate).
-//!
-//! Running pods comes next (issue 4): this is the node's life cycle.
+//! condition true to the runtime's health; [`pods`] runs the pods bound to
+//! the node. Like every component it is an API client (the `kube` crate).
+
+pub mod pods;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +78,7 @@ impl Agent {
             dir: dir.join("containerd"),
             pod_subnet: pod_cidr,
             sandbox_image: PAUSE_IMAGE.into(),
+            bridge: "rudder0".into(),
         })
         .await?;
         import_images(&containerd, &dir).await?;
@@ -106,9 +107,17 @@ impl Agent {
                 tokio::time::sleep(STATUS_EVERY).await;
             }
         });
+        let worker = pods::Worker {
+            pods: Api::all(client),
+            node: config.node_name.clone(),
+            node_ip: config.node_ip.clone(),
+            socket: containerd.socket().to_path_buf(),
+            logs: dir.join("pods"),
+        };
+        let pods = tokio::spawn(worker.run());
         Ok(Self {
             containerd,
-            tasks: vec![heartbeat, status],
+            tasks: vec![heartbeat, status, pods],
         })
     }
 

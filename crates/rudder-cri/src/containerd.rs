@@ -32,6 +32,8 @@ pub struct Options {
     pub pod_subnet: String,
     /// The sandbox (pause) image, imported by the agent.
     pub sandbox_image: String,
+    /// The CNI bridge's name (at most 15 bytes).
+    pub bridge: String,
 }
 
 /// A running containerd the agent started; stopped by [`Containerd::stop`]
@@ -261,7 +263,7 @@ fn cni_conflist(opts: &Options) -> String {
   "plugins": [
     {{
       "type": "bridge",
-      "bridge": "rudder0",
+      "bridge": "{bridge}",
       "isGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
@@ -278,5 +280,6 @@ fn cni_conflist(opts: &Options) -> String {
 "#,
         subnet = opts.pod_subnet,
         dir = opts.dir.display(),
+        bridge = opts.bridge,
     )
 }

@@ -220,6 +220,41 @@ pub fn pause_image(reference: &str) -> Vec<u8> {
     )
 }
 
+/// A busybox image from Debian's `busybox-static` (`/bin/busybox` and a
+/// link per applet, `sh` as its command): what tests run, with no registry.
+pub fn busybox_image(reference: &str) -> std::io::Result<Vec<u8>> {
+    let busybox = std::fs::read("/bin/busybox")?;
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()?;
+    let mut entries = vec![
+        Entry::Dir("bin".into()),
+        Entry::Dir("tmp".into()),
+        Entry::Dir("etc".into()),
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data: busybox,
+        },
+    ];
+    // `busybox --list` names busybox itself: linking it would replace the
+    // binary with a link to itself.
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            entries.push(Entry::Symlink {
+                path: format!("bin/{applet}"),
+                target: "busybox".into(),
+            });
+        }
+    }
+    let config = Config {
+        cmd: vec!["/bin/sh".into()],
+        env: vec!["PATH=/bin".into()],
+        ..Config::default()
+    };
+    Ok(image_archive(reference, &entries, &config))
+}
+
 /// The static pause program (see `pause/pause.c`).
 static PAUSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 

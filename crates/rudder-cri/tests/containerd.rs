@@ -13,6 +13,7 @@ async fn containerd_starts_answers_cri_and_stops() {
         dir: dir.path().join("containerd"),
         pod_subnet: "10.42.250.0/24".into(),
         sandbox_image: "localhost/pause:3.9".into(),
+        bridge: "rudder-t0".into(),
     };
     let containerd = Containerd::start(&opts).await.unwrap();
     let pid = containerd.pid().unwrap();
@@ -44,40 +45,9 @@ async fn containerd_starts_answers_cri_and_stops() {
     );
 }
 
-/// A busybox image from Debian's busybox-static: the binary and a link per
-/// applet (`shared/notes/local-images.md`).
 fn busybox_archive() -> Vec<u8> {
-    use rudder_cri::oci::{Config, Entry, image_archive};
-    let busybox = std::fs::read("/bin/busybox")
-        .expect("/bin/busybox: install the Debian package busybox-static");
-    let list = std::process::Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .unwrap();
-    let mut entries = vec![
-        Entry::Dir("bin".into()),
-        Entry::Dir("tmp".into()),
-        Entry::Dir("etc".into()),
-        Entry::File {
-            path: "bin/busybox".into(),
-            mode: 0o755,
-            data: busybox,
-        },
-    ];
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            entries.push(Entry::Symlink {
-                path: format!("bin/{applet}"),
-                target: "busybox".into(),
-            });
-        }
-    }
-    let config = Config {
-        cmd: vec!["/bin/sh".into()],
-        env: vec!["PATH=/bin".into()],
-        ..Config::default()
-    };
-    image_archive("docker.io/local/busybox:v1", &entries, &config)
+    rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,6 +58,7 @@ async fn a_pod_runs_through_cri_with_locally_made_images() {
         dir: dir.path().join("containerd"),
         pod_subnet: "10.42.251.0/24".into(),
         sandbox_image: "localhost/pause:3.10".into(),
+        bridge: "rudder-t1".into(),
     };
     let containerd = Containerd::start(&opts).await.unwrap();
     for (name, archive) in [
@@ -233,6 +204,6 @@ async fn a_pod_runs_through_cri_with_locally_made_images() {
         }
     }
     let _ = std::process::Command::new("ip")
-        .args(["link", "del", "rudder0"])
+        .args(["link", "del", "rudder-t1"])
         .status();
 }

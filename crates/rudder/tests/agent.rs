@@ -102,3 +102,124 @@ fn the_server_runs_a_node_agent_that_registers_its_node() {
         String::from_utf8_lossy(&ps.stdout)
     );
 }
+
+/// Pods bound to the node run in real containers (busybox made from
+/// busybox-static, imported from the agent's images directory), report
+/// their status, and leave nothing behind once deleted.
+#[test]
+fn pods_bound_to_the_node_run_and_report_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static");
+    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    let on_node = r#"{"spec":{"nodeName":"node-1"}}"#;
+    let run = |name: &str, script: &str| {
+        let overrides = format!("--overrides={on_node}");
+        c.ok(
+            33,
+            &[
+                "run",
+                name,
+                "--image=local/busybox:v1",
+                "--restart=Never",
+                &overrides,
+                "--command",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+    };
+    run("sleeper", "sleep 3600");
+    run("done", "echo done");
+    run("fails", "exit 3");
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Running",
+            "pod/sleeper",
+            "--timeout=60s",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "pod/done",
+            "--timeout=60s",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Failed",
+            "pod/fails",
+            "--timeout=60s",
+        ],
+    );
+
+    let pod = json(&c.ok(27, &["get", "pod", "sleeper", "-o", "json"]));
+    let ip = pod["status"]["podIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.42.0."), "{ip}");
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], true);
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://")
+    );
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    let failed = json(&c.ok(27, &["get", "pod", "fails", "-o", "json"]));
+    let term = &failed["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (term["exitCode"].as_i64(), term["reason"].as_str()),
+        (Some(3), Some("Error"))
+    );
+    let table = c.ok(33, &["get", "pods", "-o", "wide"]);
+    assert!(
+        table.contains("Completed") && table.contains("Running") && table.contains(ip),
+        "{table}"
+    );
+
+    // Deleting a running pod waits for the agent to stop it; finished pods
+    // go at once (as in Kubernetes) and the agent removes their sandboxes
+    // on its next pass: wait for that, within a bound.
+    c.ok(
+        33,
+        &["delete", "pod", "sleeper", "done", "fails", "--timeout=60s"],
+    );
+    let mut left = String::new();
+    for _ in 0..300 {
+        let netns = std::process::Command::new("ip")
+            .args(["netns"])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&netns.stdout).to_string();
+        if !left.contains("cni-") {
+            break;
+        }
+        // Polling another system's state (the host's namespaces) within a
+        // bound, not timing anything: no tokio runtime here.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(c.server.terminate().success());
+    // What the runtime leaves by design: the bridge and the cgroup parent.
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "rudder0"])
+        .status();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join("kubepods"));
+    }
+    assert!(!left.contains("cni-"), "network namespaces left: {left}");
+}

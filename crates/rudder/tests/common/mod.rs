@@ -113,7 +113,12 @@ impl Cluster {
 
     /// A server with its node agent (real containerd): one node.
     pub fn start_with_agent(extra: &[&str]) -> Self {
-        Self::start_full(tempfile::tempdir().unwrap(), extra, true)
+        Self::start_with_agent_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// The same in `dir`, which may hold `data/agent/images/*.tar` to import.
+    pub fn start_with_agent_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::start_full(dir, extra, true)
     }
 
     fn start_full(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> Self {
