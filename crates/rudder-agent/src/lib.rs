@@ -96,8 +96,9 @@ impl Agent {
         let name = config.node_name.clone();
         let status = tokio::spawn(async move {
             let mut last = None;
+            let mut cri = None;
             loop {
-                let (ready, runtime) = runtime_health(&socket).await;
+                let (ready, runtime) = runtime_health(&mut cri, &socket).await;
                 if last.as_ref() != Some(&(ready, runtime.clone())) {
                     match report_ready(&nodes, &name, ready, &runtime).await {
                         Ok(()) => last = Some((ready, runtime)),
@@ -176,9 +177,9 @@ async fn register(nodes: &Api<Node>, config: &Config) -> Result<(), Error> {
     let mut labels = json!({
         "kubernetes.io/hostname": config.node_name,
         "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "kubernetes.io/arch": arch(),
         "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "beta.kubernetes.io/arch": arch(),
     });
     if config.control_plane {
         labels["node-role.kubernetes.io/control-plane"] = json!("");
@@ -223,6 +224,15 @@ async fn wait_for_pod_cidr(nodes: &Api<Node>, name: &str) -> Result<String, Erro
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(Error::NoPodCidr(name.into()))
+}
+
+/// This machine's architecture as Kubernetes names it (GOARCH).
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }
 
 /// The Node's status: capacity, addresses, node info, conditions.
@@ -282,7 +292,7 @@ fn node_status(config: &Config, ready: bool, message: &str) -> Value {
             "kubeletVersion": KUBELET_VERSION,
             "kubeProxyVersion": KUBELET_VERSION,
             "operatingSystem": "linux",
-            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            "architecture": arch(),
         },
         "conditions": [
             condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -313,8 +323,12 @@ fn disk_bytes(dir: &std::path::Path) -> Option<u64> {
 }
 
 /// Whether the runtime answers and is ready, and its version string.
-async fn runtime_health(socket: &std::path::Path) -> (bool, String) {
-    let Ok(mut cri) = Cri::connect(socket).await else {
+/// `cri` is kept between checks; a failed connection is tried again.
+async fn runtime_health(cri: &mut Option<Cri>, socket: &std::path::Path) -> (bool, String) {
+    if cri.is_none() {
+        *cri = Cri::connect(socket).await.ok();
+    }
+    let Some(cri) = cri.as_mut() else {
         return (false, "container runtime is down: cannot connect".into());
     };
     let version = match cri.version().await {

@@ -34,18 +34,30 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) async fn run(self) {
         let mut reported: HashMap<String, Value> = HashMap::new();
+        let mut cri = None;
         loop {
-            if let Err(e) = self.pass(&mut reported).await {
+            // One connection for the worker's life (the channel reconnects
+            // by itself if containerd restarts).
+            if cri.is_none() {
+                match Cri::connect(&self.socket).await {
+                    Ok(c) => cri = Some(c),
+                    Err(e) => tracing::warn!("pod worker: {e}"),
+                }
+            }
+            if let Some(cri) = cri.as_mut()
+                && let Err(e) = self.pass(cri, &mut reported).await
+            {
                 tracing::warn!("pod worker: {e}");
             }
             tokio::time::sleep(PASS_EVERY).await;
         }
     }
 
-    async fn pass(&self, reported: &mut HashMap<String, Value>) -> Result<(), String> {
-        let mut cri = Cri::connect(&self.socket)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn pass(
+        &self,
+        cri: &mut Cri,
+        reported: &mut HashMap<String, Value>,
+    ) -> Result<(), String> {
         let params = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
         let pods = self
             .pods
@@ -70,7 +82,7 @@ impl Worker {
             let mine = by_uid.remove(&uid).unwrap_or_default();
             if pod.metadata.deletion_timestamp.is_some() {
                 for s in &mine {
-                    remove_sandbox(&mut cri, &s.id).await;
+                    remove_sandbox(cri, &s.id).await;
                 }
                 let params = DeleteParams {
                     grace_period_seconds: Some(0),
@@ -93,7 +105,7 @@ impl Worker {
                 .find(|s| s.state == api::PodSandboxState::SandboxReady as i32)
             {
                 Some(s) => Some(s.id.clone()),
-                None if mine.is_empty() => match self.start(&mut cri, pod).await {
+                None if mine.is_empty() => match self.start(cri, pod).await {
                     Ok(id) => Some(id),
                     Err(e) => {
                         tracing::warn!(pod = ?pod.metadata.name, "starting: {e}");
@@ -106,13 +118,13 @@ impl Worker {
                 None => mine.first().map(|s| s.id.clone()),
             };
             if let Some(id) = sandbox {
-                let status = self.status(&mut cri, pod, &id).await;
+                let status = self.status(cri, pod, &id).await;
                 self.report(pod, reported, status).await;
             }
         }
         // Sandboxes whose pods are gone.
         for s in by_uid.into_values().flatten() {
-            remove_sandbox(&mut cri, &s.id).await;
+            remove_sandbox(cri, &s.id).await;
         }
         Ok(())
     }

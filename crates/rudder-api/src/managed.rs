@@ -55,26 +55,8 @@ impl FieldSet {
     /// The fields set in `obj` (an object of `kind`), without the ones the
     /// server owns, and without `status` when `status` is false.
     pub fn of(kind: &str, obj: &Value, status: bool) -> Self {
-        let mut set = Self::default();
-        let Some(map) = obj.as_object() else {
-            return set;
-        };
-        for (k, v) in map {
-            match k.as_str() {
-                "apiVersion" | "kind" => {}
-                "status" if !status => {}
-                "metadata" => {
-                    for (mk, mv) in v.as_object().into_iter().flatten() {
-                        if !IGNORED_METADATA.contains(&mk.as_str()) {
-                            let path = vec![Elem::Field(k.clone()), Elem::Field(mk.clone())];
-                            walk(kind, &["metadata", mk], mv, path, &mut set.0);
-                        }
-                    }
-                }
-                _ => walk(kind, &[k], v, vec![Elem::Field(k.clone())], &mut set.0),
-            }
-        }
-        set
+        // Everything in `obj` is new next to nothing.
+        Self(Diff::of(kind, &Value::Null, obj, status).changed)
     }
 
     /// Parses a FieldsV1 tree.

@@ -19,6 +19,7 @@ use rudder_store::{Event, EventKind, WatchStream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::http::{Body, Format, Query};
@@ -216,21 +217,24 @@ impl Watcher {
         let decoded = e.objects();
         let (obj, prev) = &*decoded;
         let Some(obj) = obj else { return true };
-        let mut obj = obj.clone();
-        view(self.resource, &mut obj);
-        let prev = prev.clone().map(|mut p| {
-            view(self.resource, &mut p);
-            p
-        });
-        let now = self.matches(&obj);
-        let before = prev.as_ref().map(|p| self.matches(p));
-        let kind = match (e.kind, before, now) {
-            (EventKind::Delete, Some(true), _) => "DELETED",
-            (EventKind::Delete, _, _) => return true,
-            (EventKind::Put, Some(true), true) => "MODIFIED",
-            (EventKind::Put, _, true) => "ADDED",
-            (EventKind::Put, Some(true), false) => "DELETED",
-            (EventKind::Put, _, false) => return true,
+        // Selectors see the object as this resource shows it; only
+        // resources served in several versions need a converted copy.
+        let shown = |v: &Value| {
+            let mut v = v.clone();
+            view(self.resource, &mut v);
+            v
+        };
+        let (obj, prev) = if self.resource.converts() {
+            (
+                Cow::Owned(shown(obj)),
+                prev.as_ref().map(|p| Cow::Owned(shown(p))),
+            )
+        } else {
+            (Cow::Borrowed(obj), prev.as_ref().map(Cow::Borrowed))
+        };
+        let before = prev.as_deref().map(|p| self.matches(p));
+        let Some(kind) = event_type(e.kind, before, self.matches(&obj)) else {
+            return true;
         };
         self.send_value(json!({"type": kind, "object": obj})).await
     }
@@ -334,11 +338,8 @@ async fn pump(
                     .await;
                 return;
             }
-            Some(Ok(event)) => match convert(&event, &filter, &name) {
-                Ok(Some(mut v)) => {
-                    view(resource, &mut v["object"]);
-                    v
-                }
+            Some(Ok(event)) => match convert(&event, resource, &filter, &name) {
+                Ok(Some(v)) => v,
                 Ok(None) => continue,
                 Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
             },
@@ -352,29 +353,44 @@ async fn pump(
 /// The watch event for a store change, if it concerns this watch.
 fn convert(
     event: &Event,
+    resource: &Resource,
     filter: &Filter,
     name: &Option<String>,
 ) -> Result<Option<Value>, StatusError> {
-    let matches = |obj: &Value| filter.matches(obj) && name_ok(name, obj);
-    let prev = event.prev.as_ref().map(decode).transpose()?;
-    let prev_matched = prev.as_ref().map(&matches);
-    Ok(match event.kind {
-        EventKind::Put => {
-            let obj = decode(&event.kv)?;
-            match (prev_matched, matches(&obj)) {
-                (Some(true), true) => Some(json!({"type": "MODIFIED", "object": obj})),
-                (_, true) => Some(json!({"type": "ADDED", "object": obj})),
-                (Some(true), false) => Some(json!({"type": "DELETED", "object": obj})),
-                (_, false) => None,
-            }
+    let viewed = |kv| {
+        decode(kv).map(|mut obj| {
+            view(resource, &mut obj);
+            obj
+        })
+    };
+    let prev = event.prev.as_ref().map(viewed).transpose()?;
+    let obj = match (event.kind, &prev) {
+        (EventKind::Put, _) => viewed(&event.kv)?,
+        // A deleted object carries the deleting revision.
+        (EventKind::Delete, Some(prev)) => {
+            let mut obj = prev.clone();
+            set_resource_version(&mut obj, event.revision());
+            obj
         }
-        EventKind::Delete => match (prev, prev_matched) {
-            (Some(mut obj), Some(true)) => {
-                // A deleted object carries the deleting revision.
-                set_resource_version(&mut obj, event.revision());
-                Some(json!({"type": "DELETED", "object": obj}))
-            }
-            _ => None,
-        },
-    })
+        (EventKind::Delete, None) => return Ok(None),
+    };
+    let matches = |obj: &Value| filter.matches(obj) && name_ok(name, obj);
+    let before = prev.as_ref().map(matches);
+    Ok(event_type(event.kind, before, matches(&obj))
+        .map(|kind| json!({"type": kind, "object": obj})))
+}
+
+/// How a change shows to a watch with selectors: an object that starts
+/// matching is ADDED, one that stops is DELETED (as Kubernetes does);
+/// `None` when the watch does not see the change. `before` is whether the
+/// previous version matched (`None`: there was none).
+fn event_type(kind: EventKind, before: Option<bool>, now: bool) -> Option<&'static str> {
+    match (kind, before, now) {
+        (EventKind::Delete, Some(true), _) => Some("DELETED"),
+        (EventKind::Delete, _, _) => None,
+        (EventKind::Put, Some(true), true) => Some("MODIFIED"),
+        (EventKind::Put, _, true) => Some("ADDED"),
+        (EventKind::Put, Some(true), false) => Some("DELETED"),
+        (EventKind::Put, _, false) => None,
+    }
 }

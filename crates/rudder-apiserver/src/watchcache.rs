@@ -87,6 +87,17 @@ struct State {
     events: broadcast::Sender<Arc<CacheEvent>>,
 }
 
+impl State {
+    /// The objects whose keys start with `within` (a namespace's prefix).
+    fn under(&self, within: &str) -> Vec<KeyValue> {
+        self.objects
+            .range(within.to_string()..)
+            .take_while(|(k, _)| k.starts_with(within))
+            .map(|(_, kv)| kv.clone())
+            .collect()
+    }
+}
+
 /// The cache of one resource.
 #[derive(Debug)]
 pub(crate) struct Cache {
@@ -131,12 +142,7 @@ impl Cache {
         let live = state.events.subscribe();
         match from {
             None => Some(Subscription {
-                initial: state
-                    .objects
-                    .range(within.to_string()..)
-                    .take_while(|(k, _)| k.starts_with(within))
-                    .map(|(_, kv)| kv.clone())
-                    .collect(),
+                initial: state.under(within),
                 replay: Vec::new(),
                 live,
                 from: state.revision + 1,
@@ -172,13 +178,7 @@ impl Cache {
     /// The objects under `within` as of the cache's revision.
     pub(crate) fn snapshot(&self, within: &str) -> (Revision, Vec<KeyValue>) {
         let state = self.read();
-        let items = state
-            .objects
-            .range(within.to_string()..)
-            .take_while(|(k, _)| k.starts_with(within))
-            .map(|(_, kv)| kv.clone())
-            .collect();
-        (state.revision, items)
+        (state.revision, state.under(within))
     }
 
     pub(crate) fn revision(&self) -> Revision {

@@ -52,6 +52,19 @@ struct Node {
     finalizers: Vec<String>,
 }
 
+impl Node {
+    /// Whether a pass may act on it: it has owners, or is being deleted
+    /// with one of the collector's finalizers.
+    fn interesting(&self) -> bool {
+        !self.owners.is_empty()
+            || (self.deleting
+                && self
+                    .finalizers
+                    .iter()
+                    .any(|f| f == ORPHAN || f == FOREGROUND))
+    }
+}
+
 type Key = (usize, String, String);
 
 #[derive(Debug, Default)]
@@ -91,10 +104,7 @@ impl Nodes {
         let nodes: Vec<Node> = self
             .by_key
             .values()
-            .filter(|n| {
-                !n.owners.is_empty()
-                    || (n.deleting && n.finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND))
-            })
+            .filter(|n| n.interesting())
             .cloned()
             .collect();
         let owners_present = nodes
@@ -184,12 +194,7 @@ async fn watch(client: kube::Client, index: usize, r: &'static Resource, graph: 
                         node.namespace.clone().unwrap_or_default(),
                         node.name.clone(),
                     );
-                    wake = !node.owners.is_empty()
-                        || (node.deleting
-                            && node
-                                .finalizers
-                                .iter()
-                                .any(|f| f == ORPHAN || f == FOREGROUND));
+                    wake = node.interesting();
                     listed.insert(key.clone());
                     graph.lock().insert(key, node);
                 }

@@ -25,6 +25,15 @@ pub fn next_free(network: u32, len: u8, used: &BTreeSet<String>) -> Option<Strin
         .find(|c| !used.contains(c))
 }
 
+/// A node's podCIDR, if it has one.
+fn pod_cidr(node: &Node) -> Option<&str> {
+    node.spec
+        .as_ref()?
+        .pod_cidr
+        .as_deref()
+        .filter(|c| !c.is_empty())
+}
+
 /// Hands out podCIDRs until the process ends.
 pub async fn run(client: kube::Client, cluster_cidr: String) {
     let (network, len) = match parse_cidr(&cluster_cidr) {
@@ -41,12 +50,7 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
         .boxed();
     while let Some(event) = events.next().await {
         let Ok(node) = event else { continue };
-        let has_cidr = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidr.as_ref())
-            .is_some_and(|c| !c.is_empty());
-        if has_cidr {
+        if pod_cidr(&node).is_some() {
             continue;
         }
         let Some(name) = node.metadata.name.clone() else {
@@ -61,12 +65,7 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
                 continue;
             }
         };
-        if current
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidr.as_ref())
-            .is_some_and(|c| !c.is_empty())
-        {
+        if pod_cidr(&current).is_some() {
             continue;
         }
         // The used set comes from a fresh list: two nodes registering at
@@ -75,7 +74,7 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
             Ok(list) => list
                 .items
                 .iter()
-                .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+                .filter_map(|n| pod_cidr(n).map(String::from))
                 .collect(),
             Err(e) => {
                 tracing::warn!("node IPAM: listing nodes: {e}");
