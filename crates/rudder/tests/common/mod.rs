@@ -122,49 +122,56 @@ impl Cluster {
     }
 
     fn start_full(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> Self {
-        let port = rudder_testing::free_port().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let data = dir.path().join("data");
-        let port_s = port.to_string();
-        let mut args = vec![
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--https-listen-port",
-            &port_s,
-            "--write-kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ];
-        if !agent {
-            args.push("--disable-agent");
-        }
-        args.extend_from_slice(extra);
         // The API suite runs a second time against a real etcd.
         let etcd = (std::env::var("RUDDER_TEST_DATASTORE").as_deref() == Ok("etcd")
             && !extra.contains(&"--datastore-endpoint"))
         .then(|| rudder_testing::EtcdServer::start().unwrap());
-        if let Some(etcd) = &etcd {
-            args.extend_from_slice(&["--datastore-endpoint", etcd.endpoint()]);
+        // A free port can be taken by another process before the server
+        // binds it (tests run in parallel): then start again on another.
+        for attempt in 1.. {
+            let port = rudder_testing::free_port().unwrap();
+            let port_s = port.to_string();
+            let mut args = vec![
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--https-listen-port",
+                &port_s,
+                "--write-kubeconfig",
+                kubeconfig.to_str().unwrap(),
+            ];
+            if !agent {
+                args.push("--disable-agent");
+            }
+            args.extend_from_slice(extra);
+            if let Some(etcd) = &etcd {
+                args.extend_from_slice(&["--datastore-endpoint", etcd.endpoint()]);
+            }
+            let mut server = Server::start(&args);
+            if !server.wait_for(READY) {
+                let log = server.log_text();
+                if attempt < 5 && log.contains("Address already in use") {
+                    continue;
+                }
+                panic!("server did not start:\n{log}");
+            }
+            if etcd.is_some() {
+                assert!(
+                    server.log_text().contains("connected to etcd"),
+                    "{}",
+                    server.log_text()
+                );
+            }
+            return Self {
+                server,
+                dir,
+                kubeconfig,
+                port,
+                etcd,
+            };
         }
-        let mut server = Server::start(&args);
-        assert!(
-            server.wait_for(READY),
-            "server did not start:\n{}",
-            server.log_text()
-        );
-        if etcd.is_some() {
-            assert!(
-                server.log_text().contains("connected to etcd"),
-                "{}",
-                server.log_text()
-            );
-        }
-        Self {
-            server,
-            dir,
-            kubeconfig,
-            port,
-            etcd,
-        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Runs the kubectl of this minor version (27…33) against the cluster.
