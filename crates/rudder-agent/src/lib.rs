@@ -5,6 +5,7 @@
 //! condition true to the runtime's health; [`pods`] runs the pods bound to
 //! the node. Like every component it is an API client (the `kube` crate).
 
+mod events;
 pub mod pods;
 
 use std::path::PathBuf;
@@ -108,14 +109,20 @@ impl Agent {
                 tokio::time::sleep(STATUS_EVERY).await;
             }
         });
-        let worker = pods::Worker {
-            pods: Api::all(client),
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let context = pods::Context {
+            cri: Cri::connect(containerd.socket()).await?,
+            events: events::Recorder::new(client.clone(), config.node_name.clone()),
+            client,
             node: config.node_name.clone(),
             node_ip: config.node_ip.clone(),
-            socket: containerd.socket().to_path_buf(),
-            logs: dir.join("pods"),
+            dir,
+            resources: pods::NodeResources {
+                cpu_milli: cpus as i128 * 1000,
+                memory: memory_kib() as i128 * 1024,
+            },
         };
-        let pods = tokio::spawn(worker.run());
+        let pods = tokio::spawn(pods::run(std::sync::Arc::new(context)));
         Ok(Self {
             containerd,
             tasks: vec![heartbeat, status, pods],
@@ -239,14 +246,7 @@ fn arch() -> &'static str {
 fn node_status(config: &Config, ready: bool, message: &str) -> Value {
     let now = rfc3339_now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let memory_kib = memory_kib();
     let storage = disk_bytes(&config.data_dir).unwrap_or(0);
     let resources = json!({
         "cpu": cpus.to_string(),
@@ -305,6 +305,18 @@ fn node_status(config: &Config, ready: bool, message: &str) -> Value {
             },
         ],
     })
+}
+
+/// The machine's memory in KiB (`MemTotal`).
+fn memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The size in bytes of the filesystem holding `dir` (`df`).

@@ -13,6 +13,7 @@ pub mod managed;
 pub mod net;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod status;

@@ -135,7 +135,7 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
             ],
         );
     };
-    run("sleeper", "sleep 3600");
+    run("sleeper", "trap 'exit 0' TERM; sleep 3600 & wait");
     run("done", "echo done");
     run("fails", "exit 3");
     c.ok(
@@ -198,28 +198,8 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
         33,
         &["delete", "pod", "sleeper", "done", "fails", "--timeout=60s"],
     );
-    let mut left = String::new();
-    for _ in 0..300 {
-        let netns = std::process::Command::new("ip")
-            .args(["netns"])
-            .output()
-            .unwrap();
-        left = String::from_utf8_lossy(&netns.stdout).to_string();
-        if !left.contains("cni-") {
-            break;
-        }
-        // Polling another system's state (the host's namespaces) within a
-        // bound, not timing anything: no tokio runtime here.
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let left = common::pod_netns_left();
+    let data = c.dir.path().join("data");
     assert!(c.server.terminate().success());
-    // What the runtime leaves by design: the bridge and the cgroup parent.
-    let _ = std::process::Command::new("ip")
-        .args(["link", "del", "rudder0"])
-        .status();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(hierarchy.path().join("kubepods"));
-    }
-    assert!(!left.contains("cni-"), "network namespaces left: {left}");
+    common::clean_node(&left, &data);
 }

@@ -93,12 +93,25 @@ fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
 /// its data in a temp dir, and a fresh HOME for kubectl.
 pub struct Cluster {
     pub server: Server,
+    /// For a server with a node agent: cleans the node up after a failed
+    /// test (dropped after the server, before its directory).
+    pub node: Option<NodeGuard>,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub port: u16,
     /// With `RUDDER_TEST_DATASTORE=etcd`, the etcd the server stores in
     /// (dropped after the server: fields drop in order).
     pub etcd: Option<rudder_testing::EtcdServer>,
+}
+
+pub struct NodeGuard(PathBuf);
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            force_clean_node(&self.0);
+        }
+    }
 }
 
 impl Cluster {
@@ -169,6 +182,7 @@ impl Cluster {
                 kubeconfig,
                 port,
                 etcd,
+                node: agent.then(|| NodeGuard(data.clone())),
             };
         }
         unreachable!("the loop returns or panics")
@@ -279,4 +293,102 @@ pub fn kubectl_binary(minor: u32) -> PathBuf {
 
 pub fn db_file(data_dir: &Path) -> PathBuf {
     data_dir.join("server").join("db").join("state.redb")
+}
+
+/// Waits (within a bound) until the node has no pod network namespace
+/// left; returns those left.
+pub fn pod_netns_left() -> String {
+    let mut left = String::new();
+    for _ in 0..300 {
+        let netns = Command::new("ip").args(["netns"]).output().unwrap();
+        left = String::from_utf8_lossy(&netns.stdout).to_string();
+        if !left.contains("cni-") {
+            break;
+        }
+        // Polling another system's state (the host's namespaces) within a
+        // bound, not timing anything: no tokio runtime here.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    left
+}
+
+/// After the server stopped: removes what the runtime leaves by design
+/// (the bridge, the cgroup parents) and checks nothing else is left.
+pub fn clean_node(netns_left: &str, data: &Path) {
+    let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join("kubepods"));
+    }
+    assert!(
+        !netns_left.contains("cni-"),
+        "network namespaces left: {netns_left}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let data = data.to_string_lossy();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(data.as_ref()))
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:#?}");
+}
+
+/// After a failed test: kills what its pods run (everything under the
+/// `kubepods` cgroups: node tests run one at a time) and the shims of its
+/// containerd, and removes their network namespaces and mounts.
+pub fn force_clean_node(data: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let pids: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/pids/kubepods")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("cgroup.procs")).ok())
+        .flat_map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let inodes: Vec<u64> = pids
+        .iter()
+        .filter_map(|p| std::fs::metadata(format!("/proc/{p}/ns/net")).ok())
+        .map(|m| m.ino())
+        .collect();
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if std::fs::metadata(entry.path()).is_ok_and(|m| inodes.contains(&m.ino())) {
+            let _ = Command::new("ip")
+                .args(["netns", "del"])
+                .arg(entry.file_name())
+                .status();
+        }
+    }
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", &format!("containerd-shim.*{}", data.display())])
+        .status();
+    for p in &pids {
+        let _ = Command::new("kill").args(["-9", p]).status();
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = data.to_string_lossy();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(prefix.as_ref()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg(p).status();
+    }
+    let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let parent = hierarchy.path().join("kubepods");
+        for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(child.path());
+        }
+        let _ = std::fs::remove_dir(parent);
+    }
 }

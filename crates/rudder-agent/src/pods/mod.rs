@@ -1,0 +1,226 @@
+//! Pods on this node. A watch on the pods bound here feeds one worker per
+//! pod ([`worker`]), as the kubelet's pod workers: each syncs its pod
+//! against the runtime when the pod changes and every second (the
+//! kubelet's relist period), and tears it down when it is deleted. A
+//! sweep removes sandboxes and directories of pods the API no longer has
+//! (the agent was down while they were deleted).
+
+mod container;
+mod env;
+mod status;
+mod volumes;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use rudder_cri::{Cri, api};
+use tokio::sync::watch;
+
+pub(crate) use env::NodeResources;
+
+use crate::events::Recorder;
+
+pub(crate) const UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// Pods' cgroups go under this parent.
+pub const CGROUP_PARENT: &str = "/kubepods";
+/// How often sandboxes and directories of unknown pods are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// What every pod worker shares.
+pub(crate) struct Context {
+    pub(crate) client: kube::Client,
+    pub(crate) cri: Cri,
+    pub(crate) node: String,
+    pub(crate) node_ip: String,
+    /// `<data-dir>/agent`: pods' directories under `pods/`, their logs
+    /// under `logs/`.
+    pub(crate) dir: PathBuf,
+    pub(crate) events: Recorder,
+    pub(crate) resources: NodeResources,
+}
+
+impl Context {
+    pub(crate) fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.dir.join("pods").join(uid)
+    }
+
+    pub(crate) fn log_dir(&self, ns: &str, name: &str, uid: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{ns}_{name}_{uid}"))
+    }
+}
+
+type Slot = watch::Sender<Option<Arc<Pod>>>;
+
+/// Watches the pods bound to the node and keeps one worker per pod.
+pub(crate) async fn run(ctx: Arc<Context>) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut workers: HashMap<String, Slot> = HashMap::new();
+    let mut listed = HashSet::new();
+    let mut synced = false;
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { return };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::debug!("pod watch: {e}");
+                        continue;
+                    }
+                };
+                workers.retain(|_, slot| !slot.is_closed());
+                match event {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        listed.insert(uid.clone());
+                        dispatch(&ctx, &mut workers, uid, Some(Arc::new(pod)));
+                    }
+                    watcher::Event::Delete(pod) => {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        if let Some(slot) = workers.get(&uid) {
+                            slot.send_replace(None);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        for (uid, slot) in &workers {
+                            if !listed.contains(uid) {
+                                slot.send_replace(None);
+                            }
+                        }
+                        if !synced {
+                            synced = true;
+                            sweep_orphans(&ctx, &workers).await;
+                        }
+                    }
+                }
+            }
+            _ = sweep.tick() => {
+                workers.retain(|_, slot| !slot.is_closed());
+                if synced {
+                    sweep_orphans(&ctx, &workers).await;
+                }
+            }
+        }
+    }
+}
+
+/// Hands `pod` to its worker, starting one if it has none.
+fn dispatch(
+    ctx: &Arc<Context>,
+    workers: &mut HashMap<String, Slot>,
+    uid: String,
+    pod: Option<Arc<Pod>>,
+) {
+    if let Some(slot) = workers.get(&uid)
+        && !slot.is_closed()
+    {
+        slot.send_replace(pod);
+        return;
+    }
+    let (slot, updates) = watch::channel(pod);
+    workers.insert(uid.clone(), slot);
+    tokio::spawn(worker::Worker::new(ctx.clone(), uid).run(updates));
+}
+
+/// Removes sandboxes, pod directories and logs of pods that no worker
+/// owns.
+async fn sweep_orphans(ctx: &Context, workers: &HashMap<String, Slot>) {
+    let mut cri = ctx.cri.clone();
+    let sandboxes = match cri
+        .runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await
+    {
+        Ok(r) => r.into_inner().items,
+        Err(e) => {
+            tracing::debug!("listing sandboxes: {e}");
+            return;
+        }
+    };
+    for s in sandboxes {
+        let uid = s.labels.get(UID_LABEL).cloned().unwrap_or_default();
+        if !workers.contains_key(&uid) {
+            tracing::info!(sandbox = %s.id, pod = ?s.metadata.as_ref().map(|m| &m.name), "removing the sandbox of a pod that is gone");
+            worker::remove_sandbox(&mut cri, &s.id).await;
+        }
+    }
+    for entry in std::fs::read_dir(ctx.dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if !workers.contains_key(&uid) {
+            volumes::clean_up(&entry.path());
+        }
+    }
+    for entry in std::fs::read_dir(ctx.dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let uid = name.rsplit('_').next().unwrap_or_default();
+        if !workers.contains_key(uid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// `busybox` → `docker.io/library/busybox:latest`, `local/x:v1` →
+/// `docker.io/local/x:v1`, as Kubernetes and containerd name images.
+pub fn normalize_image(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let name = if last.contains(':') || last.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_domain {
+        name
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_named_as_kubernetes_names_them() {
+        assert_eq!(
+            normalize_image("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalize_image("local/busybox:v1"),
+            "docker.io/local/busybox:v1"
+        );
+        assert_eq!(
+            normalize_image("localhost/pause:3.10"),
+            "localhost/pause:3.10"
+        );
+        assert_eq!(
+            normalize_image("127.0.0.1:5000/x/y:1"),
+            "127.0.0.1:5000/x/y:1"
+        );
+        assert_eq!(normalize_image("quay.io/a/b"), "quay.io/a/b:latest");
+    }
+}

@@ -1,0 +1,343 @@
+//! What a pod spec asks for, run by the node agent on real containerd and
+//! runc and checked through the real kubectl: init containers, the
+//! environment from every source, volumes, resources, restart policies
+//! with back-off, deadlines, the standard waiting reasons, events, and a
+//! clean machine afterwards. Containers report what they see through
+//! their termination message (`/dev/termination-log`).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::Cluster;
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {greeting: hello, file.txt: v1}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: features, labels: {app: features}}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  hostAliases: [{ip: 10.1.2.3, hostnames: [alias.example]}]
+  initContainers:
+  - name: init
+    image: local/busybox:v1
+    command: [sh, -c, 'echo initialized > /work/init-done']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c]
+    args:
+    - |
+      {
+        echo "env $GREETING $PASSWORD $POD_NAME $POD_NS $MEM_MI $COMPOSITE $CFG_greeting"
+        echo "cm $(cat /etc/cfg/file.txt) secret $(cat /etc/sec/password)"
+        echo "labels $(cat /etc/podinfo/labels)"
+        echo "init $(cat /work/init-done)"
+        echo "hosts $(grep -c -e features -e alias.example /etc/hosts) hostname $(hostname)"
+        echo "memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+        echo "tmpfs $(grep -c ' /mem tmpfs' /proc/mounts) uid $(id -u)"
+      } > /dev/termination-log
+    securityContext: {runAsUser: 1000}
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: sec, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: COMPOSITE, value: "$(GREETING)-world"}
+    envFrom: [{prefix: CFG_, configMapRef: {name: cfg}}]
+    resources: {limits: {memory: 64Mi, cpu: 500m}}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: podinfo, mountPath: /etc/podinfo}
+    - {name: work, mountPath: /work}
+    - {name: mem, mountPath: /mem}
+  volumes:
+  - {name: cfg, configMap: {name: cfg}}
+  - {name: sec, secret: {secretName: sec}}
+  - name: podinfo
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - {name: work, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live-config}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c, 'until grep -q v2 /etc/cfg/file.txt; do sleep 0.2; done']
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes: [{name: cfg, configMap: {name: cfg}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  nodeName: node-1
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sh, -c, 'exit 2']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-config}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c, 'echo $LATER > /dev/termination-log']
+    env: [{name: LATER, valueFrom: {configMapKeyRef: {name: later, key: value}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-such-image}
+spec:
+  nodeName: node-1
+  containers:
+  - {name: main, image: "127.0.0.1:1/nothing/here:v1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-such-command}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers:
+  - {name: main, image: local/busybox:v1, command: [/no/such/command]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c, 'x=$(head -c 100000000 /dev/zero | tr "\0" a); echo survived']
+    resources: {limits: {memory: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  nodeName: node-1
+  activeDeadlineSeconds: 2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host-network}
+spec:
+  nodeName: node-1
+  hostNetwork: true
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sleep, "3600"]}
+"#;
+
+#[test]
+fn pod_specs_run_as_on_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static");
+    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    c.apply(33, OBJECTS);
+    let wait = |what: &str, pod: &str| {
+        c.ok(
+            33,
+            &[
+                "wait",
+                &format!("--for={what}"),
+                &format!("pod/{pod}"),
+                "--timeout=90s",
+            ],
+        );
+    };
+
+    // Everything the features pod saw, in its termination message.
+    wait("jsonpath={.status.phase}=Succeeded", "features");
+    let pod = json(&c.ok(33, &["get", "pod", "features", "-o", "json"]));
+    let status = &pod["status"];
+    let report = status["containerStatuses"][0]["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no termination message: {status}"));
+    for line in [
+        "env hello s3cret features default 64 hello-world hello",
+        "cm v1 secret s3cret",
+        "labels app=\"features\"",
+        "init initialized",
+        "hosts 2 hostname features",
+        "memory 67108864",
+        "tmpfs 1 uid 1000",
+    ] {
+        assert!(report.lines().any(|l| l == line), "{line:?} in:\n{report}");
+    }
+    let init = &status["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(status["qosClass"], "Burstable");
+    let conditions: Vec<(&str, &str)> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert!(
+        conditions.contains(&("Initialized", "True")),
+        "{conditions:?}"
+    );
+    assert!(conditions.contains(&("Ready", "False")), "{conditions:?}");
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=features",
+        ],
+    );
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "{reason} in:\n{events}");
+    }
+    let described = c.ok(27, &["describe", "pod", "features"]);
+    assert!(described.contains("Started container main"), "{described}");
+
+    // ConfigMap changes reach a running pod's volume.
+    wait("jsonpath={.status.phase}=Running", "live-config");
+    c.ok(
+        33,
+        &[
+            "patch",
+            "configmap",
+            "cfg",
+            "-p",
+            r#"{"data":{"file.txt":"v2"}}"#,
+        ],
+    );
+    wait("jsonpath={.status.phase}=Succeeded", "live-config");
+
+    // A container that keeps failing is restarted with back-off.
+    wait(
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=CrashLoopBackOff",
+        "crash",
+    );
+    let crash = json(&c.ok(33, &["get", "pod", "crash", "-o", "json"]));
+    let cs = &crash["status"]["containerStatuses"][0];
+    assert!(cs["restartCount"].as_i64().unwrap() >= 1, "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 2, "{cs}");
+    assert!(
+        cs["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restarting failed container=main pod=crash_default("),
+        "{cs}"
+    );
+    assert_eq!(crash["status"]["phase"], "Running");
+    let table = c.ok(33, &["get", "pod", "crash"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+
+    // A missing ConfigMap holds the container until it exists.
+    wait(
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=CreateContainerConfigError",
+        "needs-config",
+    );
+    let pod = json(&c.ok(33, &["get", "pod", "needs-config", "-o", "json"]));
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"],
+        "configmap \"later\" not found"
+    );
+    c.ok(
+        33,
+        &[
+            "create",
+            "configmap",
+            "later",
+            "--from-literal=value=arrived",
+        ],
+    );
+    wait("jsonpath={.status.phase}=Succeeded", "needs-config");
+    let pod = json(&c.ok(33, &["get", "pod", "needs-config", "-o", "json"]));
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"],
+        "arrived\n"
+    );
+
+    // Image pull failures, then back-off.
+    wait(
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImagePullBackOff",
+        "no-such-image",
+    );
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=no-such-image",
+        ],
+    );
+    assert!(events.contains("Failed to pull image"), "{events}");
+
+    // A command that does not exist.
+    wait("jsonpath={.status.phase}=Failed", "no-such-command");
+    let pod = json(&c.ok(33, &["get", "pod", "no-such-command", "-o", "json"]));
+    let term = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert!(
+        term["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/no/such/command"),
+        "{term}"
+    );
+
+    // Memory limits are enforced and reported.
+    wait("jsonpath={.status.phase}=Failed", "oom");
+    let pod = json(&c.ok(33, &["get", "pod", "oom", "-o", "json"]));
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "OOMKilled"
+    );
+
+    // activeDeadlineSeconds.
+    wait("jsonpath={.status.reason}=DeadlineExceeded", "deadline");
+    let pod = json(&c.ok(33, &["get", "pod", "deadline", "-o", "json"]));
+    assert_eq!(pod["status"]["phase"], "Failed");
+
+    // hostNetwork pods have the node's IP.
+    wait("jsonpath={.status.phase}=Running", "host-network");
+    let pod = json(&c.ok(33, &["get", "pod", "host-network", "-o", "json"]));
+    assert_eq!(pod["status"]["podIP"], "127.0.0.1");
+
+    c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    let data = c.dir.path().join("data");
+    assert!(c.server.terminate().success());
+    common::clean_node(&left, &data);
+}
