@@ -7,6 +7,9 @@
 
 mod events;
 pub mod pods;
+mod server;
+
+pub use server::Tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +43,8 @@ pub enum Error {
         "the control plane gave node {0} no podCIDR within 60 s (is the node IPAM controller running?)"
     )]
     NoPodCidr(String),
+    #[error("the agent's server: {0}")]
+    Serve(String),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -57,6 +62,10 @@ pub struct Config {
     pub node_ip: String,
     /// A server's node carries the control-plane role label.
     pub control_plane: bool,
+    /// The port of the agent's HTTPS server (logs, exec, …; the
+    /// kubelet's is 10250) and its TLS material.
+    pub port: u16,
+    pub tls: Tls,
 }
 
 /// A running agent; [`Agent::stop`] stops it and its containerd.
@@ -122,10 +131,16 @@ impl Agent {
                 memory: memory_kib() as i128 * 1024,
             },
         };
+        let streaming = server::serve(
+            std::net::SocketAddr::from(([0, 0, 0, 0], config.port)),
+            &config.tls,
+            context.cri.clone(),
+        )
+        .await?;
         let pods = tokio::spawn(pods::run(std::sync::Arc::new(context)));
         Ok(Self {
             containerd,
-            tasks: vec![heartbeat, status, pods],
+            tasks: vec![heartbeat, status, pods, streaming],
         })
     }
 
@@ -281,7 +296,7 @@ fn node_status(config: &Config, ready: bool, message: &str) -> Value {
             {"type": "InternalIP", "address": config.node_ip},
             {"type": "Hostname", "address": config.node_name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.port}},
         "nodeInfo": {
             "machineID": read("/etc/machine-id"),
             "systemUUID": read("/sys/class/dmi/id/product_uuid"),

@@ -115,6 +115,12 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 json!({"name": "pods/binding", "singularName": "", "namespaced": true,
                                   "kind": "Binding", "verbs": ["create"]}),
             );
+            for (sub, kind, verbs) in NODE_SUBRESOURCES {
+                resources.push(
+                    json!({"name": format!("pods/{sub}"), "singularName": "", "namespaced": true,
+                                      "kind": kind, "verbs": verbs}),
+                );
+            }
             // kubectl drain reads the eviction group-version from here.
             resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
                                   "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
@@ -207,6 +213,15 @@ pub(crate) fn aggregated(core: bool, version: &str) -> Value {
     })
 }
 
+/// The pod subresources the node agent serves, with their kinds and verbs
+/// as kube-apiserver lists them.
+const NODE_SUBRESOURCES: [(&str, &str, &[&str]); 4] = [
+    ("attach", "PodAttachOptions", &["create", "get"]),
+    ("exec", "PodExecOptions", &["create", "get"]),
+    ("log", "Pod", &["get"]),
+    ("portforward", "PodPortForwardOptions", &["create", "get"]),
+];
+
 fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
     let kind = |k: &str| json!({"group": group, "version": version, "kind": k});
     let mut out: Vec<Value> = RESOURCES
@@ -222,6 +237,10 @@ fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
                     "responseKind": {"group": "", "version": "v1", "kind": "Binding"}, "verbs": ["create"]}));
                 subresources.push(json!({"subresource": "eviction",
                     "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]}));
+                for (sub, kind, verbs) in NODE_SUBRESOURCES {
+                    subresources.push(json!({"subresource": sub,
+                        "responseKind": {"group": "", "version": "v1", "kind": kind}, "verbs": verbs}));
+                }
             }
             if r.has_scale() {
                 subresources.push(json!({"subresource": "scale",

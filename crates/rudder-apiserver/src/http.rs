@@ -119,15 +119,7 @@ pub(crate) struct Query(Vec<(String, String)>, Option<String>);
 
 impl Query {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                None => (percent_decode(p), String::new()),
-            })
-            .collect();
+        let pairs = rudder_http::query_pairs(raw.unwrap_or(""));
         Self(pairs, None)
     }
 
@@ -167,32 +159,6 @@ impl Query {
     pub(crate) fn dry_run(&self) -> bool {
         self.get("dryRun") == Some("All")
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

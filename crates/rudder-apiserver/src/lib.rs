@@ -12,6 +12,7 @@ mod discovery;
 mod events;
 mod http;
 mod metrics;
+mod node_proxy;
 mod objects;
 mod openapi;
 mod pki;
@@ -32,7 +33,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rudder_api::{Resource, StatusError, registry};
 use rudder_store::Store;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -40,6 +40,7 @@ pub use auth::{Tokens, User};
 use http::{Body, Query};
 use objects::{Objects, Target};
 pub use pki::write_atomic;
+pub use rudder_http::CertKey;
 
 /// Namespaces that exist from the first start, as in Kubernetes.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -90,6 +91,9 @@ struct State {
     metrics: Arc<metrics::Metrics>,
     tokens: Tokens,
     server_address: String,
+    /// How the API server connects to node agents (its kubelet client
+    /// certificate; agents' certificates chain to the cluster CA).
+    kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 /// A bound API server, ready to [`ApiServer::run`].
@@ -166,11 +170,17 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     kubernetes_service(&objects, ranges, advertise, addr.port())
         .await
         .map_err(|e| Error::Bootstrap(e.to_string()))?;
+    let kubelet_client = pki
+        .client_cert("kube-apiserver-kubelet-client", Some("system:masters"))
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let kubelet_tls = rudder_http::client_config(pki.ca_pem(), &kubelet_client)
+        .map_err(|e| Error::Tls(e.to_string()))?;
     let state = Arc::new(State {
         metrics,
         objects,
         tokens,
         server_address: addr.to_string(),
+        kubelet_tls: Arc::new(kubelet_tls),
     });
 
     let admin = pki
@@ -228,6 +238,16 @@ impl ApiServer {
             self.pki.ca_pem(),
             &cert,
         ))
+    }
+
+    /// The cluster CA (PEM) and a serving certificate for a node agent
+    /// reachable under `names` (its addresses and host name).
+    pub fn agent_serving_cert(&self, names: &[String]) -> Result<(String, CertKey), Error> {
+        let cert = self
+            .pki
+            .serving_cert(names)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        Ok((self.pki.ca_pem().to_string(), cert))
     }
 
     /// A kubeconfig (YAML) for the in-process controllers: user
@@ -308,38 +328,9 @@ async fn serve_loop(
 }
 
 fn tls_config(pki: &pki::Pki, serving: &pki::CertKey) -> Result<rustls::ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ca: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pki.ca_pem().as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ca {
-        roots.add(c).map_err(|e| e.to_string())?;
-    }
     // Client certificates are optional (tokens are the other way in); when
     // one is sent it must chain to the cluster CA.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| e.to_string())?;
-    let chain: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut serving.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut serving.key_pem.as_bytes())
-        .map_err(|e| e.to_string())?
-        .ok_or("the serving key is missing")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    rudder_http::server_config(pki.ca_pem(), serving, true).map_err(|e| e.to_string())
 }
 
 fn kubeconfig(server: &str, ca_pem: &str, admin: &pki::CertKey) -> String {
@@ -649,7 +640,9 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status)
         && !(sub == "scale" && t.resource.has_scale())
-        && !(matches!(sub.as_str(), "binding" | "eviction") && strategy::is_pod(t.resource))
+        && !((matches!(sub.as_str(), "binding" | "eviction")
+            || node_proxy::SUBRESOURCES.contains(&sub.as_str()))
+            && strategy::is_pod(t.resource))
     {
         return Err(StatusError::not_found_path());
     }
@@ -741,6 +734,25 @@ async fn resource(
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
     if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
         return Err(StatusError::not_found_path());
+    }
+    if let Some(sub) = t.subresource.as_deref()
+        && node_proxy::SUBRESOURCES.contains(&sub)
+        && t.name.is_some()
+    {
+        let allowed = match sub {
+            "log" => method == Method::GET,
+            _ => method == Method::GET || method == Method::POST,
+        };
+        if !allowed {
+            return Err(StatusError::method_not_allowed(format!(
+                "pods/{sub} does not support {method}"
+            )));
+        }
+        let main = Target {
+            subresource: None,
+            ..t.clone()
+        };
+        return node_proxy::pod_subresource(state, req, &main, sub).await;
     }
     if let Some(sub @ ("binding" | "eviction")) = t.subresource.as_deref() {
         if method != Method::POST {

@@ -22,12 +22,7 @@ pub(crate) enum PkiError {
     Cert { what: String, source: rcgen::Error },
 }
 
-/// A certificate and its private key, both PEM.
-#[derive(Debug, Clone)]
-pub(crate) struct CertKey {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
+pub(crate) use rudder_http::CertKey;
 
 pub(crate) struct Pki {
     ca_pem: String,

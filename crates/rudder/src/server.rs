@@ -50,6 +50,9 @@ pub(crate) struct Args {
     /// This node's address (default: the host's first non-loopback IPv4).
     #[arg(long)]
     node_ip: Option<String>,
+    /// Port of the node agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// How long events are kept after their last update (kube-apiserver's --event-ttl).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     event_ttl: std::time::Duration,
@@ -134,10 +137,30 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .cloned()
             .unwrap_or_else(|| "rudder".into())
     });
-    let agent_kubeconfig = if args.disable_agent {
+    let node_ip = args.node_ip.clone().unwrap_or_else(|| {
+        host_names()
+            .iter()
+            .find(|n| {
+                n.parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| !ip.is_loopback())
+            })
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into())
+    });
+    let agent_setup = if args.disable_agent {
         None
     } else {
-        Some(api.kubeconfig_for(&format!("system:node:{node_name}"), Some("system:nodes"))?)
+        let kubeconfig =
+            api.kubeconfig_for(&format!("system:node:{node_name}"), Some("system:nodes"))?;
+        let names = [
+            node_ip.as_str(),
+            node_name.as_str(),
+            "127.0.0.1",
+            "localhost",
+        ]
+        .map(String::from);
+        let (ca_pem, serving) = api.agent_serving_cert(&names)?;
+        Some((kubeconfig, rudder_agent::Tls { ca_pem, serving }))
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(api.run(async move {
@@ -156,22 +179,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let mut agent = None;
-    if let Some(kubeconfig) = agent_kubeconfig {
-        let node_ip = args.node_ip.clone().unwrap_or_else(|| {
-            host_names()
-                .iter()
-                .find(|n| {
-                    n.parse::<std::net::Ipv4Addr>()
-                        .is_ok_and(|ip| !ip.is_loopback())
-                })
-                .cloned()
-                .unwrap_or_else(|| "127.0.0.1".into())
-        });
+    if let Some((kubeconfig, tls)) = agent_setup {
         let config = rudder_agent::Config {
             data_dir: args.data_dir.clone(),
             node_name: node_name.clone(),
             node_ip,
             control_plane: true,
+            port: args.kubelet_port,
+            tls,
         };
         let started = match controller_client(&kubeconfig).await {
             Ok(client) => rudder_agent::Agent::start(client, config)

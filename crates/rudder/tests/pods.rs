@@ -341,3 +341,265 @@ fn pod_specs_run_as_on_kubernetes() {
     assert!(c.server.terminate().success());
     common::clean_node(&left, &data);
 }
+
+const STREAM_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c]
+    args:
+    - |
+      mkdir -p /www && echo served > /www/index.html && httpd -p 8080 -h /www
+      i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.2; done
+  - name: side
+    image: local/busybox:v1
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: restarts}
+spec:
+  nodeName: node-1
+  restartPolicy: OnFailure
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sh, -c, 'echo "run $(cat /proc/sys/kernel/random/uuid)"; exit 1']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: short}
+spec:
+  nodeName: node-1
+  restartPolicy: Never
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sh, -c, 'for i in 1 2 3; do echo "short $i"; sleep 0.3; done']}
+"#;
+
+/// Logs, exec, attach, port-forward and cp through the API server to the
+/// node agent, with the oldest and newest kubectl (SPDY/3.1; 1.33 tries
+/// WebSocket first) and the Python client (WebSocket).
+#[test]
+fn logs_exec_attach_and_port_forward_reach_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static");
+    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    c.apply(33, STREAM_PODS);
+    c.ok(
+        33,
+        &["wait", "--for=condition=Ready", "pod/web", "--timeout=90s"],
+    );
+
+    // Logs: a container must be named when there are several.
+    let err = c.fails(33, &["logs", "web", "--container=nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
+    for v in [27, 33] {
+        let tail = c.ok(
+            v,
+            &["logs", "web", "-c", "main", "--tail=2", "--timestamps"],
+        );
+        let lines: Vec<&str> = tail.lines().collect();
+        assert_eq!(lines.len(), 2, "{tail}");
+        for l in lines {
+            let (time, text) = l.split_once(' ').unwrap();
+            assert!(time.ends_with('Z') && time.contains('T'), "{l}");
+            assert!(text.starts_with("line "), "{l}");
+        }
+    }
+    // Following a container that ends returns once it has ended.
+    let followed = c.ok(33, &["logs", "-f", "short"]);
+    assert_eq!(followed, "short 1\nshort 2\nshort 3\n");
+    // The previous instance's logs.
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}=1",
+            "pod/restarts",
+            "--timeout=90s",
+        ],
+    );
+    let previous = c.ok(27, &["logs", "restarts", "--previous"]);
+    let current = c.ok(27, &["logs", "restarts"]);
+    assert!(previous.starts_with("run "), "{previous}");
+    assert!(current.starts_with("run "), "{current}");
+    assert_ne!(previous, current);
+
+    // Exec: output, exit codes and stdin.
+    for v in [27, 33] {
+        let out = c.kubectl(
+            v,
+            &[
+                "exec",
+                "web",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "echo in $(hostname); exit 3",
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "in web\n");
+        assert_eq!(out.status.code(), Some(3), "kubectl 1.{v}");
+        let kubeconfig = c.kubeconfig.clone();
+        let out = c.kubectl_with(
+            v,
+            &kubeconfig,
+            &["exec", "-i", "web", "-c", "side", "--", "cat"],
+            Some("round trip\n"),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "round trip\n");
+    }
+    // cp is exec with tar.
+    let local = c.dir.path().join("to-pod.txt");
+    std::fs::write(&local, "copied\n").unwrap();
+    c.ok(
+        33,
+        &[
+            "cp",
+            local.to_str().unwrap(),
+            "web:/tmp/in.txt",
+            "-c",
+            "side",
+        ],
+    );
+    let back = c.dir.path().join("from-pod.txt");
+    c.ok(
+        27,
+        &[
+            "cp",
+            "web:/tmp/in.txt",
+            back.to_str().unwrap(),
+            "-c",
+            "side",
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied\n");
+
+    // Attach: `kubectl run -i --rm`.
+    for v in [27, 33] {
+        let name = format!("attached-{v}");
+        let kubeconfig = c.kubeconfig.clone();
+        let out = c.kubectl_with(
+            v,
+            &kubeconfig,
+            &[
+                "run",
+                &name,
+                "-i",
+                "--rm",
+                "--image=local/busybox:v1",
+                "--restart=Never",
+                r#"--overrides={"spec":{"nodeName":"node-1"}}"#,
+                "--command",
+                "--",
+                "sh",
+                "-c",
+                "read x; echo got $x",
+            ],
+            Some("typed\n"),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("got typed"),
+            "kubectl 1.{v}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Port-forward.
+    for v in [27, 33] {
+        let home = c.dir.path().join(format!("home-{v}"));
+        let mut pf = std::process::Command::new(common::kubectl_binary(v))
+            .args(["port-forward", "pod/web", ":8080", "--address=127.0.0.1"])
+            .env("HOME", &home)
+            .env("KUBECONFIG", &c.kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(pf.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let port = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.rsplit(':').next())
+            .unwrap_or_else(|| panic!("kubectl 1.{v} port-forward said: {line}"));
+        let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        use std::io::{Read, Write};
+        conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        let _ = pf.kill();
+        let _ = pf.wait();
+        assert!(
+            response.starts_with("HTTP/1.") && response.ends_with("served\n"),
+            "kubectl 1.{v}: {response}"
+        );
+    }
+
+    // The Python client: exec and logs over WebSocket.
+    let python = std::env::var("RUDDER_TEST_PYTHON").expect(
+        "RUDDER_TEST_PYTHON names a Python with the `kubernetes` package: run scripts/test, which installs it",
+    );
+    c.ok(33, &["delete", "pod", "restarts", "short", "--timeout=60s"]);
+    c.apply(
+        33,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: single}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sh, -c, 'i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.2; done']}
+"#,
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/single",
+            "--timeout=90s",
+        ],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/streams.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&c.kubeconfig)
+        .arg("single")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("python streams: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    let data = c.dir.path().join("data");
+    assert!(c.server.terminate().success());
+    common::clean_node(&left, &data);
+}

@@ -148,9 +148,13 @@ async fn sweep_orphans(ctx: &Context, workers: &HashMap<String, Slot>) {
             return;
         }
     };
+    // Only sandboxes the agent made (they carry the pod's uid): others on
+    // the same containerd are not the agent's to remove.
     for s in sandboxes {
-        let uid = s.labels.get(UID_LABEL).cloned().unwrap_or_default();
-        if !workers.contains_key(&uid) {
+        let Some(uid) = s.labels.get(UID_LABEL) else {
+            continue;
+        };
+        if !workers.contains_key(uid) {
             tracing::info!(sandbox = %s.id, pod = ?s.metadata.as_ref().map(|m| &m.name), "removing the sandbox of a pod that is gone");
             worker::remove_sandbox(&mut cri, &s.id).await;
         }

@@ -154,7 +154,10 @@ impl Cluster {
                 "--write-kubeconfig",
                 kubeconfig.to_str().unwrap(),
             ];
-            if !agent {
+            let kubelet_port = rudder_testing::free_port().unwrap().to_string();
+            if agent {
+                args.extend_from_slice(&["--kubelet-port", &kubelet_port]);
+            } else {
                 args.push("--disable-agent");
             }
             args.extend_from_slice(extra);
