@@ -166,13 +166,27 @@ async fn run_pods(
         .collect()
 }
 
-async fn delete_all(pods: &Api<Pod>) {
+/// Deletes the benchmark's pods and waits until the agent has removed
+/// their sandboxes too.
+async fn delete_all(pods: &Api<Pod>, socket: &Path) {
     let params = ListParams::default().labels("bench=pod-startup");
     pods.delete_collection(&DeleteParams::default(), &params)
         .await
         .unwrap();
+    let mut cri = Cri::connect(socket).await.unwrap();
     loop {
-        if pods.list(&params).await.unwrap().items.is_empty() {
+        let sandboxes = cri
+            .runtime
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        let agents = sandboxes
+            .iter()
+            .filter(|s| s.labels.contains_key("io.kubernetes.pod.uid"))
+            .count();
+        if agents == 0 && pods.list(&params).await.unwrap().items.is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -370,7 +384,7 @@ async fn main() -> Result<()> {
     });
     // Warm up: the first pod pays for the image's first unpack.
     let _ = run_pods(&pods, &ready, "warmup", 1, false).await;
-    delete_all(&pods).await;
+    delete_all(&pods, &socket).await;
 
     let (raw_seq, raw_par) = raw_floor(&socket, &data.join("agent/logs"), 30).await;
     if selected("sequential") {
@@ -382,7 +396,7 @@ async fn main() -> Result<()> {
             "pods_30_sequential_p99_ratio_to_raw_cri: {:.2}",
             p99 / raw_seq
         );
-        delete_all(&pods).await;
+        delete_all(&pods, &socket).await;
     }
     if selected("at_once") {
         let p99 = report(
@@ -390,7 +404,7 @@ async fn main() -> Result<()> {
             run_pods(&pods, &ready, "par", 30, true).await,
         );
         println!("pods_30_at_once_p99_ratio_to_raw_cri: {:.2}", p99 / raw_par);
-        delete_all(&pods).await;
+        delete_all(&pods, &socket).await;
     }
     if selected("full") {
         report(
@@ -424,7 +438,7 @@ async fn main() -> Result<()> {
             println!("containerd_rss_mib_110_pods: {:.1}", rss_mib(pid));
             println!("containerd_cpu_percent_110_pods_idle: {:.1}", pct(c1 - c0));
         }
-        delete_all(&pods).await;
+        delete_all(&pods, &socket).await;
     }
     watch.abort();
     drop(server);

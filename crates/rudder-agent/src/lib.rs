@@ -130,6 +130,7 @@ impl Agent {
                 cpu_milli: cpus as i128 * 1000,
                 memory: memory_kib() as i128 * 1024,
             },
+            snapshot: tokio::sync::watch::Sender::new(Default::default()),
         };
         let streaming = server::serve(
             std::net::SocketAddr::from(([0, 0, 0, 0], config.port)),
@@ -137,10 +138,12 @@ impl Agent {
             context.cri.clone(),
         )
         .await?;
-        let pods = tokio::spawn(pods::run(std::sync::Arc::new(context)));
+        let context = std::sync::Arc::new(context);
+        let relist = tokio::spawn(pods::relist(context.clone()));
+        let pods = tokio::spawn(pods::run(context));
         Ok(Self {
             containerd,
-            tasks: vec![heartbeat, status, pods, streaming],
+            tasks: vec![heartbeat, status, relist, pods, streaming],
         })
     }
 

@@ -358,6 +358,7 @@ async fn run(
             .await
         {
             Ok(list) => list,
+            Err(rudder_store::Error::Closed) => return,
             Err(e) => {
                 tracing::warn!(prefix = %cache.prefix, "watch cache list failed, retrying: {}", store_error(e).message);
                 tokio::time::sleep(backoff).await;

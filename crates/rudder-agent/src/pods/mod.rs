@@ -44,6 +44,82 @@ pub(crate) struct Context {
     pub(crate) dir: PathBuf,
     pub(crate) events: Recorder,
     pub(crate) resources: NodeResources,
+    /// The runtime as the last relist saw it.
+    pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,
+}
+
+/// Every sandbox and container the runtime has, listed at once every
+/// second (the kubelet's PLEG relist), so idle pods cost no CRI calls of
+/// their own. Container details are fetched again only when a
+/// container's state changes.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// When listing began: a worker trusts the snapshot only if it began
+    /// after the worker last changed something.
+    pub(crate) started: Option<std::time::Instant>,
+    /// Sandboxes by pod uid.
+    pub(crate) sandboxes: HashMap<String, Vec<api::PodSandbox>>,
+    /// Container details by sandbox id.
+    pub(crate) containers: HashMap<String, Vec<api::ContainerStatus>>,
+}
+
+/// How often the runtime is relisted.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
+
+/// Relists the runtime forever, publishing each snapshot.
+pub(crate) async fn relist(ctx: Arc<Context>) {
+    let mut cri = ctx.cri.clone();
+    let mut details: HashMap<String, api::ContainerStatus> = HashMap::new();
+    loop {
+        let started = std::time::Instant::now();
+        let (mut a, mut b) = (cri.clone(), cri.clone());
+        let listed = tokio::try_join!(
+            a.runtime
+                .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
+            b.runtime
+                .list_containers(api::ListContainersRequest { filter: None }),
+        );
+        match listed {
+            Ok((sandboxes, containers)) => {
+                let mut snapshot = Snapshot {
+                    started: Some(started),
+                    ..Default::default()
+                };
+                for s in sandboxes.into_inner().items {
+                    if let Some(uid) = s.labels.get(UID_LABEL) {
+                        snapshot.sandboxes.entry(uid.clone()).or_default().push(s);
+                    }
+                }
+                let containers = containers.into_inner().containers;
+                details.retain(|id, _| containers.iter().any(|c| &c.id == id));
+                for c in containers {
+                    let known = details.get(&c.id).is_some_and(|d| d.state == c.state);
+                    if !known
+                        && let Ok(r) = cri
+                            .runtime
+                            .container_status(api::ContainerStatusRequest {
+                                container_id: c.id.clone(),
+                                verbose: false,
+                            })
+                            .await
+                        && let Some(status) = r.into_inner().status
+                    {
+                        details.insert(c.id.clone(), status);
+                    }
+                    if let Some(d) = details.get(&c.id) {
+                        snapshot
+                            .containers
+                            .entry(c.pod_sandbox_id.clone())
+                            .or_default()
+                            .push(d.clone());
+                    }
+                }
+                ctx.snapshot.send_replace(Arc::new(snapshot));
+            }
+            Err(e) => tracing::debug!("relisting the runtime: {e}"),
+        }
+        tokio::time::sleep(RELIST_EVERY.saturating_sub(started.elapsed())).await;
+    }
 }
 
 impl Context {

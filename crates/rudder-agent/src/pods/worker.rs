@@ -45,6 +45,13 @@ pub(crate) struct Worker {
     hosts: String,
     reported: Option<Value>,
     finished: bool,
+    /// When this worker last changed something in the runtime: older
+    /// snapshots do not show it.
+    changed: Instant,
+    /// Whether the current sync changed the runtime.
+    mutated: bool,
+    /// The sandbox's IP, once known.
+    ip: Option<(String, String)>,
 }
 
 /// The instances of one container in the sandbox, newest first.
@@ -62,6 +69,9 @@ impl Worker {
             hosts: String::new(),
             reported: None,
             finished: false,
+            changed: Instant::now(),
+            mutated: false,
+            ip: None,
         }
     }
 
@@ -104,7 +114,22 @@ impl Worker {
         self.ctx.cri.clone()
     }
 
+    /// The latest relist if it shows everything this worker did.
+    fn snapshot(&self) -> Option<Arc<super::Snapshot>> {
+        let s = self.ctx.snapshot.borrow().clone();
+        s.started.is_some_and(|t| t > self.changed).then_some(s)
+    }
+
+    /// Notes that the runtime is about to change.
+    fn changing(&mut self) {
+        self.changed = Instant::now();
+        self.mutated = true;
+    }
+
     async fn sandboxes(&self) -> Vec<api::PodSandbox> {
+        if let Some(s) = self.snapshot() {
+            return s.sandboxes.get(&self.uid).cloned().unwrap_or_default();
+        }
         let filter = api::PodSandboxFilter {
             label_selector: HashMap::from([(UID_LABEL.to_string(), self.uid.clone())]),
             ..Default::default()
@@ -121,6 +146,23 @@ impl Worker {
 
     /// Every container instance in `sandbox`, by container name.
     async fn instances(&self, sandbox: &str) -> HashMap<String, Instances> {
+        if let Some(s) = self.snapshot() {
+            let mut by_name: HashMap<String, Instances> = HashMap::new();
+            for c in s.containers.get(sandbox).into_iter().flatten() {
+                let name = c
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                by_name.entry(name).or_default().push(c.clone());
+            }
+            for list in by_name.values_mut() {
+                list.sort_by_key(|s| {
+                    std::cmp::Reverse(s.metadata.as_ref().map_or(0, |m| m.attempt))
+                });
+            }
+            return by_name;
+        }
         let mut cri = self.cri();
         let listed = cri
             .runtime
@@ -160,6 +202,16 @@ impl Worker {
     }
 
     async fn sync(&mut self, pod: &Pod) {
+        self.sync_once(pod).await;
+        // A relist that began while the runtime was changing may have
+        // missed the change: only later ones are trusted.
+        if self.mutated {
+            self.mutated = false;
+            self.changed = Instant::now();
+        }
+    }
+
+    async fn sync_once(&mut self, pod: &Pod) {
         if self.finished {
             return;
         }
@@ -186,6 +238,7 @@ impl Worker {
         let sandbox = match ready {
             Some(s) => s.id.clone(),
             None => {
+                self.changing();
                 if !sandboxes.is_empty() {
                     // The sandbox died (its pause process, or the node
                     // restarted): start the pod again in a new one.
@@ -315,8 +368,9 @@ impl Worker {
     /// Prepares the pod's directories and volumes and runs its sandbox.
     /// The error is the status to report.
     async fn start_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, Value> {
+        let node_ip = self.ctx.node_ip.clone();
         let pending = |reason: &str, message: &str| {
-            json!({"phase": "Pending", "hostIP": self.ctx.node_ip, "hostIPs": [{"ip": self.ctx.node_ip}],
+            json!({"phase": "Pending", "hostIP": node_ip, "hostIPs": [{"ip": node_ip}],
                 "conditions": [{"type": "PodScheduled", "status": "True"}],
                 "containerStatuses": pod.spec.iter().flat_map(|s| s.containers.iter()).map(|c| {
                     json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "started": false,
@@ -345,6 +399,7 @@ impl Worker {
             .and_then(|s| s.runtime_class_name.clone())
             .and_then(|name| if name == "crun" { Some(name) } else { None })
             .unwrap_or_default();
+        self.changing();
         let started = self
             .cri()
             .runtime
@@ -439,8 +494,14 @@ impl Worker {
         }
     }
 
-    async fn sandbox_ip(&self, sandbox: &str) -> String {
-        self.cri()
+    async fn sandbox_ip(&mut self, sandbox: &str) -> String {
+        if let Some((id, ip)) = &self.ip
+            && id == sandbox
+        {
+            return ip.clone();
+        }
+        let ip = self
+            .cri()
             .runtime
             .pod_sandbox_status(api::PodSandboxStatusRequest {
                 pod_sandbox_id: sandbox.into(),
@@ -451,7 +512,9 @@ impl Worker {
             .and_then(|r| r.into_inner().status)
             .and_then(|s| s.network)
             .map(|n| n.ip)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.ip = Some((sandbox.to_string(), ip.clone()));
+        ip
     }
 
     /// Starts `c` again if its back-off allows, else reports it waiting in
@@ -544,6 +607,7 @@ impl Worker {
         };
         let sandbox_config = self.sandbox_config(pod, 0);
         let mut cri = self.cri();
+        self.changing();
         let created = cri
             .runtime
             .create_container(api::CreateContainerRequest {
@@ -988,7 +1052,7 @@ impl Worker {
 
     /// Stops every running container of the pod within `grace` seconds
     /// (SIGTERM, then SIGKILL), all at once.
-    async fn stop_containers(&self, pod: Option<&Pod>, grace: i64) {
+    async fn stop_containers(&mut self, pod: Option<&Pod>, grace: i64) {
         let mut stops = Vec::new();
         for s in self.sandboxes().await {
             for (name, list) in self.instances(&s.id).await {
@@ -1018,11 +1082,14 @@ impl Worker {
                 }
             }
         }
+        self.changing();
         futures_util::future::join_all(stops).await;
     }
 
-    async fn stop_sandboxes(&self) {
-        for s in self.sandboxes().await {
+    async fn stop_sandboxes(&mut self) {
+        let sandboxes = self.sandboxes().await;
+        self.changing();
+        for s in sandboxes {
             if s.state == api::PodSandboxState::SandboxReady as i32 {
                 let _ = self
                     .cri()
@@ -1040,6 +1107,7 @@ impl Worker {
     async fn terminate(&mut self, pod: Option<&Pod>, grace: i64) {
         self.stop_containers(pod, grace).await;
         for s in self.sandboxes().await {
+            self.changing();
             remove_sandbox(&mut self.cri(), &s.id).await;
         }
         volumes::clean_up(&self.ctx.pod_dir(&self.uid));

@@ -382,7 +382,14 @@ impl EmbeddedStore {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || f(&shared))
             .await
-            .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
+            .map_err(|e| {
+                // Cancelled: the runtime is shutting down with the process.
+                if e.is_cancelled() {
+                    Error::Closed
+                } else {
+                    Error::Storage(format!("read task failed: {e}"))
+                }
+            })?
     }
 }
 
