@@ -357,9 +357,34 @@ spec:
     - |
       mkdir -p /www && echo served > /www/index.html && httpd -p 8080 -h /www
       i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.2; done
+    readinessProbe:
+      httpGet: {path: /index.html, port: http}
+      periodSeconds: 1
+    livenessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+    ports: [{name: http, containerPort: 8080}]
   - name: side
     image: local/busybox:v1
     command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c, 'touch /tmp/alive; trap "exit 0" TERM; sleep 3600 & wait']
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, 'echo hooked > /tmp/hook']}}
+      preStop: {exec: {command: [sh, -c, 'echo stopped > /host/prestop']}}
+    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}
+    livenessProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 1, failureThreshold: 1}
+    volumeMounts: [{name: host, mountPath: /host}]
+  volumes: [{name: host, hostPath: {path: HOST_DIR, type: DirectoryOrCreate}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -393,10 +418,75 @@ fn logs_exec_attach_and_port_forward_reach_containers() {
     std::fs::write(images.join("busybox.tar"), busybox).unwrap();
     let mut c =
         Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
-    c.apply(33, STREAM_PODS);
+    let host_dir = c.dir.path().join("host");
+    c.apply(
+        33,
+        &STREAM_PODS.replace("HOST_DIR", host_dir.to_str().unwrap()),
+    );
+    // Ready through an httpGet readiness probe on a named port.
     c.ok(
         33,
         &["wait", "--for=condition=Ready", "pod/web", "--timeout=90s"],
+    );
+
+    // Probes and hooks: postStart ran before the container counted as
+    // started; readiness follows its probe; a failed liveness probe
+    // restarts the container; preStop runs on deletion.
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Running",
+            "pod/probed",
+            "--timeout=90s",
+        ],
+    );
+    assert_eq!(
+        c.ok(33, &["exec", "probed", "--", "cat", "/tmp/hook"]),
+        "hooked\n"
+    );
+    let pod = json(&c.ok(33, &["get", "pod", "probed", "-o", "json"]));
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["ready"], false,
+        "{pod}"
+    );
+    c.ok(33, &["exec", "probed", "--", "touch", "/tmp/ready"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/probed",
+            "--timeout=90s",
+        ],
+    );
+    c.ok(33, &["exec", "probed", "--", "rm", "/tmp/alive"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
+            "pod/probed",
+            "--timeout=90s",
+        ],
+    );
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=probed",
+        ],
+    );
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    c.ok(33, &["delete", "pod", "probed", "--timeout=60s"]);
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("prestop")).unwrap(),
+        "stopped\n"
     );
 
     // Logs: a container must be named when there are several.

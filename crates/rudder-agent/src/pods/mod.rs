@@ -7,6 +7,7 @@
 
 mod container;
 mod env;
+mod probes;
 mod status;
 mod volumes;
 mod worker;

@@ -17,6 +17,10 @@ pub(crate) struct Observed {
     pub(crate) waiting: Option<(String, String)>,
     /// The termination message of the latest and previous instances.
     pub(crate) messages: [Option<String>; 2],
+    /// For a running instance: its startup probe passed (or it has none),
+    /// and it is ready (readiness probe).
+    pub(crate) started: bool,
+    pub(crate) ready: bool,
 }
 
 impl Observed {
@@ -92,8 +96,8 @@ pub(crate) fn container_status(c: &Container, o: &Observed, blocked: &str) -> Va
         }
         (None, Some(s)) if s.state == api::ContainerState::ContainerRunning as i32 => {
             entry["state"] = json!({"running": {"startedAt": time(s.started_at)}});
-            entry["ready"] = json!(true);
-            entry["started"] = json!(true);
+            entry["ready"] = json!(o.ready);
+            entry["started"] = json!(o.started);
             entry["lastState"] = last(o.previous.as_ref(), o.messages[1].as_ref());
         }
         (None, Some(s)) if s.state == api::ContainerState::ContainerExited as i32 => {
@@ -261,6 +265,8 @@ mod tests {
                 state: api::ContainerState::ContainerRunning as i32,
                 ..Default::default()
             }),
+            started: true,
+            ready: true,
             ..Default::default()
         }
     }

@@ -18,6 +18,7 @@ use rudder_cri::{Cri, api};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::probes;
 use super::status::{self, Observed};
 use super::volumes::{self, Paths};
 use super::{CGROUP_PARENT, Context, UID_LABEL, container, env, normalize_image};
@@ -29,6 +30,8 @@ const RELIST: Duration = Duration::from_secs(1);
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The longest a postStart hook may run.
+const POST_START_MAX: Duration = Duration::from_secs(120);
 /// The kubelet's cap on termination messages.
 const MESSAGE_MAX: usize = 4096;
 
@@ -52,6 +55,8 @@ pub(crate) struct Worker {
     mutated: bool,
     /// The sandbox's IP, once known.
     ip: Option<(String, String)>,
+    /// Probe state per container instance: liveness, readiness, startup.
+    probes: HashMap<String, [probes::Tracker; 3]>,
 }
 
 /// The instances of one container in the sandbox, newest first.
@@ -72,6 +77,7 @@ impl Worker {
             changed: Instant::now(),
             mutated: false,
             ip: None,
+            probes: HashMap::new(),
         }
     }
 
@@ -361,8 +367,133 @@ impl Worker {
         } else if !inits.is_empty() {
             instances = self.instances(&sandbox).await;
         }
+        if self.probe(pod, &spec, &instances, &ip).await {
+            instances = self.instances(&sandbox).await;
+        }
         let status = self.status(pod, &spec, &instances, initialized, &ip, &policy);
         self.report(pod, status).await;
+    }
+
+    /// Runs the probes that are due for the running containers; kills
+    /// those whose liveness or startup probe failed. Returns whether it
+    /// killed any.
+    async fn probe(
+        &mut self,
+        pod: &Pod,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        instances: &HashMap<String, Instances>,
+        ip: &str,
+    ) -> bool {
+        let running: Vec<(&Container, &api::ContainerStatus)> = spec
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let latest = instances.get(&c.name)?.first()?;
+                (latest.state == api::ContainerState::ContainerRunning as i32)
+                    .then_some((c, latest))
+            })
+            .collect();
+        self.probes
+            .retain(|id, _| running.iter().any(|(_, s)| &s.id == id));
+        let mut due = Vec::new();
+        for (c, s) in &running {
+            let trackers = self.probes.entry(s.id.clone()).or_default();
+            let since_start = Duration::from_nanos(
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i64)
+                    - s.started_at)
+                    .max(0) as u64,
+            );
+            let started = Instant::now()
+                .checked_sub(since_start)
+                .unwrap_or_else(Instant::now);
+            let startup_done = c.startup_probe.is_none() || trackers[2].healthy == Some(true);
+            let kinds: [(usize, Option<&k8s_openapi::api::core::v1::Probe>); 3] = [
+                (2, c.startup_probe.as_ref().filter(|_| !startup_done)),
+                (0, c.liveness_probe.as_ref().filter(|_| startup_done)),
+                (1, c.readiness_probe.as_ref().filter(|_| startup_done)),
+            ];
+            for (kind, probe) in kinds {
+                if let Some(probe) = probe
+                    && trackers[kind].due(probe, started)
+                {
+                    due.push((kind, (*c).clone(), (*s).clone(), probe.clone()));
+                }
+            }
+        }
+        let cri = self.cri();
+        let runs = due.into_iter().map(|(kind, c, s, probe)| {
+            let cri = cri.clone();
+            async move {
+                let target = probes::Target {
+                    cri,
+                    container_id: &s.id,
+                    container: &c,
+                    pod_ip: ip,
+                };
+                let outcome = probes::run(&probe, target).await;
+                (kind, c, s, probe, outcome)
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let mut killed = false;
+        for (kind, c, s, probe, outcome) in results {
+            let Some(trackers) = self.probes.get_mut(&s.id) else {
+                continue;
+            };
+            let what = ["Liveness", "Readiness", "Startup"][kind];
+            let path = Some(field_path(pod, &c.name));
+            if let Err(message) = &outcome {
+                self.ctx.events.record(
+                    pod,
+                    path.clone(),
+                    Warning,
+                    "Unhealthy",
+                    format!("{what} probe failed: {message}"),
+                );
+            }
+            let verdict = trackers[kind].record(&probe, outcome.is_ok());
+            if verdict == Some(false) && kind != 1 {
+                self.ctx.events.record(
+                    pod,
+                    path,
+                    Normal,
+                    "Killing",
+                    format!(
+                        "Container {} failed {} probe, will be restarted",
+                        c.name,
+                        what.to_lowercase()
+                    ),
+                );
+                let grace = probe
+                    .termination_grace_period_seconds
+                    .or(spec.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                self.changing();
+                let _ = self
+                    .cri()
+                    .runtime
+                    .stop_container(api::StopContainerRequest {
+                        container_id: s.id.clone(),
+                        timeout: grace.max(0),
+                    })
+                    .await;
+                killed = true;
+            }
+        }
+        killed
+    }
+
+    /// Whether a running instance counts as started and ready: its
+    /// startup probe succeeded (or it has none), and its readiness probe.
+    fn probed(&self, c: &Container, id: &str) -> (bool, bool) {
+        let trackers = self.probes.get(id);
+        let ok = |kind: usize, probe: Option<&k8s_openapi::api::core::v1::Probe>| {
+            probe.is_none() || trackers.is_some_and(|t| t[kind].healthy == Some(true))
+        };
+        let started = ok(2, c.startup_probe.as_ref());
+        (started, started && ok(1, c.readiness_probe.as_ref()))
     }
 
     /// Prepares the pod's directories and volumes and runs its sandbox.
@@ -659,11 +790,48 @@ impl Worker {
                 self.waiting.remove(&c.name);
                 self.ctx.events.record(
                     pod,
-                    Some(path),
+                    Some(path.clone()),
                     Normal,
                     "Started",
                     format!("Started container {}", c.name),
                 );
+                if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    let pod_ip = self.ip.clone().map(|(_, ip)| ip).unwrap_or_default();
+                    let target = probes::Target {
+                        cri: cri.clone(),
+                        container_id: &id,
+                        container: c,
+                        pod_ip: &pod_ip,
+                    };
+                    if let Err(e) = probes::hook(handler, target, POST_START_MAX).await {
+                        let meta = &pod.metadata;
+                        self.ctx.events.record(
+                            pod,
+                            Some(path),
+                            Warning,
+                            "FailedPostStartHook",
+                            format!(
+                                "PostStartHook failed for Container {:?} in Pod \"{}_{}({})\": {e}",
+                                c.name,
+                                meta.name.as_deref().unwrap_or_default(),
+                                meta.namespace.as_deref().unwrap_or_default(),
+                                self.uid
+                            ),
+                        );
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        let _ = cri
+                            .runtime
+                            .stop_container(api::StopContainerRequest {
+                                container_id: id.clone(),
+                                timeout: grace.max(0),
+                            })
+                            .await;
+                    }
+                }
             }
             Err(e) => {
                 let message = e.message().to_string();
@@ -926,11 +1094,16 @@ impl Worker {
                 s.state == api::ContainerState::ContainerExited as i32
                     && !restarts(policy, s.exit_code, init)
             });
+            let (started, ready) = latest
+                .as_ref()
+                .map_or((false, false), |s| self.probed(c, &s.id));
             Observed {
                 messages: [message(&latest), message(&previous)],
                 latest,
                 previous,
                 waiting: self.waiting.get(&c.name).cloned().filter(|_| !done),
+                started,
+                ready,
             }
         };
         let inits = spec.init_containers.clone().unwrap_or_default();
@@ -952,7 +1125,7 @@ impl Worker {
             .containers
             .iter()
             .zip(&observed)
-            .filter(|(_, o)| !(o.running() && o.waiting.is_none()))
+            .filter(|(_, o)| !(o.running() && o.waiting.is_none() && o.ready))
             .map(|(c, _)| c.name.clone())
             .collect();
         let mut status = json!({
@@ -1070,12 +1243,47 @@ impl Worker {
                         );
                     }
                     let mut cri = self.cri();
+                    let spec = pod.and_then(|p| p.spec.as_ref()).and_then(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                            .find(|c| c.name == name)
+                            .cloned()
+                    });
+                    let pod_ip = self.ip.clone().map(|(_, ip)| ip).unwrap_or_default();
+                    let name = name.clone();
                     stops.push(async move {
+                        let started = Instant::now();
+                        let pre_stop = spec
+                            .as_ref()
+                            .and_then(|c| c.lifecycle.as_ref())
+                            .and_then(|l| l.pre_stop.as_ref());
+                        if let (Some(handler), Some(c)) = (pre_stop, spec.as_ref())
+                            && grace > 0
+                        {
+                            let target = probes::Target {
+                                cri: cri.clone(),
+                                container_id: &instance.id,
+                                container: c,
+                                pod_ip: &pod_ip,
+                            };
+                            let limit = Duration::from_secs(grace as u64);
+                            if let Err(e) = probes::hook(handler, target, limit).await {
+                                tracing::debug!(container = %name, "preStop hook: {e}");
+                            }
+                        }
+                        // What is left of the grace period, at least 2 s
+                        // once a hook ran (as the kubelet gives).
+                        let left = if pre_stop.is_some() && grace > 0 {
+                            (grace - started.elapsed().as_secs() as i64).max(2)
+                        } else {
+                            grace.max(0)
+                        };
                         let _ = cri
                             .runtime
                             .stop_container(api::StopContainerRequest {
                                 container_id: instance.id,
-                                timeout: grace.max(0),
+                                timeout: left,
                             })
                             .await;
                     });
