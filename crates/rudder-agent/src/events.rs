@@ -49,6 +49,35 @@ impl Recorder {
         }
     }
 
+    /// Records an event about the node (its Ready transitions).
+    pub(crate) fn record_node(&self, node: &str, reason: &str, message: String) {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let now = rudder_api::time::rfc3339_now();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let event = serde_json::from_value::<Event>(json!({
+            "metadata": {"name": format!("{node}.{nanos:x}"), "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": node, "uid": node, "apiVersion": "v1"},
+            "reason": reason,
+            "message": message,
+            "type": "Normal",
+            "source": {"component": "kubelet", "host": self.node},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }));
+        tokio::spawn(async move {
+            if let Ok(event) = event
+                && let Err(e) = events.create(&PostParams::default(), &event).await
+            {
+                tracing::debug!("recording a node event: {e}");
+            }
+        });
+    }
+
     /// Records an event about `pod` (about one of its containers if
     /// `container` is `spec.containers{name}`-style field path) without
     /// waiting for the API.

@@ -12,6 +12,7 @@ mod server;
 pub use server::Tls;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -71,7 +72,8 @@ pub struct Config {
 /// A running agent; [`Agent::stop`] stops it and its containerd.
 #[derive(Debug)]
 pub struct Agent {
-    containerd: Containerd,
+    containerd: Arc<tokio::sync::Mutex<Option<Containerd>>>,
+    socket: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -84,15 +86,18 @@ impl Agent {
         let pod_cidr = wait_for_pod_cidr(&nodes, &config.node_name).await?;
         tracing::info!(node = %config.node_name, %pod_cidr, "node registered");
         let dir = config.data_dir.join("agent");
-        let containerd = Containerd::start(&Options {
+        let options = Options {
             dir: dir.join("containerd"),
             pod_subnet: pod_cidr,
             sandbox_image: PAUSE_IMAGE.into(),
             bridge: "rudder0".into(),
-        })
-        .await?;
+        };
+        let containerd = Containerd::start(&options).await?;
         import_images(&containerd, &dir).await?;
         let socket = containerd.socket().to_path_buf();
+        let containerd = Arc::new(tokio::sync::Mutex::new(Some(containerd)));
+        let (down_tx, mut down) = tokio::sync::watch::channel(None::<String>);
+        let supervisor = tokio::spawn(supervise(containerd.clone(), options, down_tx));
         let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
         let name = config.node_name.clone();
         let heartbeat = tokio::spawn(async move {
@@ -104,24 +109,44 @@ impl Agent {
             }
         });
         let name = config.node_name.clone();
+        let status_socket = socket.clone();
+        let recorder = events::Recorder::new(client.clone(), config.node_name.clone());
+        let node_events = recorder.clone();
         let status = tokio::spawn(async move {
-            let mut last = None;
+            let mut last: Option<(bool, String)> = None;
             let mut cri = None;
             loop {
-                let (ready, runtime) = runtime_health(&mut cri, &socket).await;
+                let reason = down.borrow_and_update().clone();
+                let (ready, runtime) = match reason {
+                    Some(reason) => (false, reason),
+                    None => runtime_health(&mut cri, &status_socket).await,
+                };
                 if last.as_ref() != Some(&(ready, runtime.clone())) {
                     match report_ready(&nodes, &name, ready, &runtime).await {
-                        Ok(()) => last = Some((ready, runtime)),
+                        Ok(()) => {
+                            if last.as_ref().is_none_or(|(r, _)| *r != ready) {
+                                let status = if ready { "NodeReady" } else { "NodeNotReady" };
+                                node_events.record_node(
+                                    &name,
+                                    status,
+                                    format!("Node {name} status is now: {status}"),
+                                );
+                            }
+                            last = Some((ready, runtime));
+                        }
                         Err(e) => tracing::warn!("updating the node status: {e}"),
                     }
                 }
-                tokio::time::sleep(STATUS_EVERY).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(STATUS_EVERY) => {}
+                    _ = down.changed() => {}
+                }
             }
         });
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let context = pods::Context {
-            cri: Cri::connect(containerd.socket()).await?,
-            events: events::Recorder::new(client.clone(), config.node_name.clone()),
+            cri: Cri::connect(&socket).await?,
+            events: recorder,
             client,
             node: config.node_name.clone(),
             node_ip: config.node_ip.clone(),
@@ -143,20 +168,62 @@ impl Agent {
         let pods = tokio::spawn(pods::run(context));
         Ok(Self {
             containerd,
-            tasks: vec![heartbeat, status, relist, pods, streaming],
+            socket,
+            tasks: vec![supervisor, heartbeat, status, relist, pods, streaming],
         })
     }
 
     /// The CRI socket of the agent's containerd.
     pub fn cri_socket(&self) -> &std::path::Path {
-        self.containerd.socket()
+        &self.socket
     }
 
     pub async fn stop(self) {
         for t in &self.tasks {
             t.abort();
         }
-        self.containerd.stop().await;
+        if let Some(containerd) = self.containerd.lock().await.take() {
+            containerd.stop().await;
+        }
+    }
+}
+
+/// How often the supervisor checks that containerd still runs.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+
+/// Starts containerd again whenever it exits, with back-off, telling the
+/// status loop (`down`) while it is down.
+async fn supervise(
+    containerd: Arc<tokio::sync::Mutex<Option<Containerd>>>,
+    options: Options,
+    down: tokio::sync::watch::Sender<Option<String>>,
+) {
+    loop {
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+        let mut slot = containerd.lock().await;
+        let Some(status) = slot.as_mut().and_then(|c| c.exited()) else {
+            continue;
+        };
+        let reason = format!("container runtime is down: containerd exited ({status})");
+        tracing::warn!("{reason}; starting it again");
+        down.send_replace(Some(reason));
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match Containerd::start(&options).await {
+                Ok(c) => {
+                    *slot = Some(c);
+                    tracing::info!("containerd is running again");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("starting containerd again: {e}; next try in {delay:?}");
+                    down.send_replace(Some(format!("container runtime is down: {e}")));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        down.send_replace(None);
     }
 }
 

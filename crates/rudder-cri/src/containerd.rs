@@ -169,6 +169,11 @@ impl Containerd {
         &self.socket
     }
 
+    /// How containerd exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// containerd's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

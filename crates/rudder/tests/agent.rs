@@ -89,8 +89,55 @@ fn the_server_runs_a_node_agent_that_registers_its_node() {
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
     assert!(lease["spec"]["renewTime"].is_string());
 
-    // Stopping the server stops the agent's containerd.
+    // containerd dying turns the node NotReady until the agent has it
+    // running again.
     let data = c.dir.path().join("data");
+    let config = format!("{}/agent/containerd/etc/containerd.toml", data.display());
+    let killed = std::process::Command::new("pkill")
+        .args(["-9", "-f", &format!("containerd --config {config}")])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "containerd was not running");
+    let mut events = String::new();
+    for _ in 0..300 {
+        events = c.ok(
+            33,
+            &["get", "events", "--field-selector=involvedObject.kind=Node"],
+        );
+        if events.contains("NodeNotReady") {
+            break;
+        }
+        // Polling the cluster within a bound, not timing anything.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(events.contains("NodeNotReady"), "{events}");
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "node/node-1",
+            "--timeout=60s",
+        ],
+    );
+    let node = json(&c.ok(33, &["get", "node", "node-1", "-o", "json"]));
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "KubeletReady", "{ready}");
+    assert!(
+        c.server.log_text().contains("containerd is running again")
+            || c.server.wait_for("containerd is running again"),
+        "{}",
+        c.server.log_text()
+    );
+
+    // Stopping the server stops the agent's containerd.
     assert!(c.server.terminate().success());
     let ps = std::process::Command::new("pgrep")
         .args(["-f", &format!("{}/agent/containerd", data.display())])
