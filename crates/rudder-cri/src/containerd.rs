@@ -146,22 +146,7 @@ impl Containerd {
     /// Imports an image archive (OCI layout or docker save) into the
     /// namespace CRI uses, with containerd's own `ctr`.
     pub async fn import(&self, archive: &Path) -> Result<(), Error> {
-        let ctr = find("ctr", "containerd")?;
-        let out = Command::new(&ctr)
-            .arg("--address")
-            .arg(&self.socket)
-            .args(["--namespace", "k8s.io", "images", "import"])
-            .arg(archive)
-            .output()
-            .await
-            .map_err(io("running", &ctr))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(Error::Import {
-            archive: archive.to_path_buf(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        import(&self.socket, archive).await
     }
 
     /// The CRI socket.
@@ -196,6 +181,28 @@ impl Containerd {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Imports an image archive (OCI layout or docker save) into the
+/// containerd at `socket`, in the namespace CRI uses, with containerd's
+/// own `ctr`.
+pub async fn import(socket: &Path, archive: &Path) -> Result<(), Error> {
+    let ctr = find("ctr", "containerd")?;
+    let out = Command::new(&ctr)
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", "k8s.io", "images", "import"])
+        .arg(archive)
+        .output()
+        .await
+        .map_err(io("running", &ctr))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Import {
+        archive: archive.to_path_buf(),
+        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 fn config_toml(opts: &Options) -> String {

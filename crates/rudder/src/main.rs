@@ -1,6 +1,7 @@
 //! The `rudder` binary: flags, logging and the subcommands. Each
 //! subcommand lives in its own module; this file only dispatches.
 
+mod image;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (and, once it exists, a node agent for this machine).
     Server(server::Args),
+    /// Manage the images of this node's container runtime.
+    Image(image::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,5 +51,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Image(args) => runtime.block_on(image::run(args)),
     }
 }

@@ -185,6 +185,46 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
     run("sleeper", "trap 'exit 0' TERM; sleep 3600 & wait");
     run("done", "echo done");
     run("fails", "exit 3");
+
+    // `rudder image import` adds images to the running node.
+    let other = c.dir.path().join("other.tar");
+    std::fs::write(
+        &other,
+        rudder_cri::oci::busybox_image("docker.io/local/other:v2").unwrap(),
+    )
+    .unwrap();
+    let data = c.dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(["image", "import", "--data-dir"])
+        .arg(&data)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let never = r#"--overrides={"spec":{"nodeName":"node-1","containers":[{"name":"imported","image":"local/other:v2","imagePullPolicy":"Never","command":["true"]}]}}"#;
+    c.ok(
+        33,
+        &[
+            "run",
+            "imported",
+            "--image=local/other:v2",
+            "--restart=Never",
+            never,
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "pod/imported",
+            "--timeout=60s",
+        ],
+    );
     c.ok(
         33,
         &[
@@ -243,7 +283,15 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
     // on its next pass: wait for that, within a bound.
     c.ok(
         33,
-        &["delete", "pod", "sleeper", "done", "fails", "--timeout=60s"],
+        &[
+            "delete",
+            "pod",
+            "sleeper",
+            "done",
+            "fails",
+            "imported",
+            "--timeout=60s",
+        ],
     );
     let left = common::pod_netns_left();
     let data = c.dir.path().join("data");
