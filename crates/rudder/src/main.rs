@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the control plane (and, once it exists, a node agent for this machine).
-    Server(server::Args),
+    /// Run the control plane and a node agent for this machine.
+    Server(Box<server::Args>),
     /// Manage the images of this node's container runtime.
     Image(image::Args),
 }
@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Image(args) => runtime.block_on(image::run(args)),
     }
 }
