@@ -161,8 +161,67 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
     let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
         .expect("/bin/busybox: install the Debian package busybox-static");
     std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let manifests = dir.path().join("data/agent/pod-manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifest = manifests.join("static-web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: local/busybox:v1\n    command: [sleep, \"3600\"]\n",
+    )
+    .unwrap();
     let mut c =
         Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+
+    // A static pod runs from its manifest; its mirror pod shows it, and
+    // deleting the mirror does not stop it.
+    let running = [
+        "wait",
+        "--for=jsonpath={.status.phase}=Running",
+        "pod/static-web-node-1",
+        "--timeout=60s",
+    ];
+    c.ok(33, &running);
+    let mirror = json(&c.ok(33, &["get", "pod", "static-web-node-1", "-o", "json"]));
+    let hash = mirror["metadata"]["annotations"]["kubernetes.io/config.hash"].clone();
+    assert_eq!(
+        mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"],
+        hash
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let container = mirror["status"]["containerStatuses"][0]["containerID"].clone();
+    c.ok(33, &["delete", "pod", "static-web-node-1", "--wait=false"]);
+    let mut again = Value::Null;
+    for _ in 0..300 {
+        let out = c.kubectl(33, &["get", "pod", "static-web-node-1", "-o", "json"]);
+        if out.status.success() {
+            let pod = json(&String::from_utf8_lossy(&out.stdout));
+            if pod["metadata"]["uid"] != mirror["metadata"]["uid"]
+                && pod["status"]["containerStatuses"][0]["containerID"].is_string()
+            {
+                again = pod;
+                break;
+            }
+        }
+        // Polling the cluster within a bound, not timing anything.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        again["status"]["containerStatuses"][0]["containerID"], container,
+        "the static pod kept running: {again}"
+    );
+    // Removing the manifest stops it.
+    std::fs::remove_file(&manifest).unwrap();
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=delete",
+            "pod/static-web-node-1",
+            "--timeout=60s",
+        ],
+    );
+
     let on_node = r#"{"spec":{"nodeName":"node-1"}}"#;
     let run = |name: &str, script: &str| {
         let overrides = format!("--overrides={on_node}");

@@ -8,6 +8,7 @@
 mod container;
 mod env;
 mod probes;
+mod static_pods;
 mod status;
 mod volumes;
 mod worker;
@@ -31,6 +32,9 @@ use crate::events::Recorder;
 pub(crate) const UID_LABEL: &str = "io.kubernetes.pod.uid";
 /// Pods' cgroups go under this parent.
 pub const CGROUP_PARENT: &str = "/kubepods";
+/// How often the static pod manifests are read (the kubelet's
+/// fileCheckFrequency).
+const STATIC_EVERY: Duration = Duration::from_secs(20);
 /// How often sandboxes and directories of unknown pods are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -144,6 +148,17 @@ pub(crate) async fn run(ctx: Arc<Context>) {
     let mut listed = HashSet::new();
     let mut synced = false;
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut static_check = tokio::time::interval(Duration::from_secs(1));
+    let manifests = ctx.dir.join("pod-manifests");
+    let _ = std::fs::create_dir_all(&manifests);
+    let mut statics: HashMap<String, Pod> = HashMap::new();
+    // Static pods first: the first sweep must not take their sandboxes.
+    let mut dir_modified = std::fs::metadata(&manifests)
+        .and_then(|m| m.modified())
+        .ok();
+    let mut last_read = std::time::Instant::now();
+    sync_statics(&ctx, &mut workers, &mut statics, &manifests);
+    static_check.tick().await;
     loop {
         tokio::select! {
             event = events.next() => {
@@ -158,6 +173,30 @@ pub(crate) async fn run(ctx: Arc<Context>) {
                 workers.retain(|_, slot| !slot.is_closed());
                 match event {
                     watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)
+                        if static_pods::is_mirror(&pod) =>
+                    {
+                        // A mirror pod runs as its static pod; a stale one
+                        // goes.
+                        // A deleted mirror goes at once and comes back (the
+                        // static pod runs on); a stale one just goes.
+                        if pod.metadata.deletion_timestamp.is_some()
+                            || !static_pods::mirror_of(&pod).is_some_and(|h| statics.contains_key(h))
+                        {
+                            tokio::spawn(static_pods::delete_mirror(ctx.client.clone(), pod));
+                        } else if let Some(hash) = static_pods::mirror_of(&pod).map(str::to_string)
+                            && let Some(static_pod) = statics.get_mut(&hash)
+                            && static_pods::note_mirror(static_pod, &pod)
+                        {
+                            // A new mirror: the worker reports its status there.
+                            dispatch(&ctx, &mut workers, hash, Some(Arc::new(static_pod.clone())));
+                        }
+                    }
+                    watcher::Event::Delete(pod) if static_pods::is_mirror(&pod) => {
+                        if let Some(p) = static_pods::mirror_of(&pod).and_then(|h| statics.get(h)) {
+                            tokio::spawn(static_pods::ensure_mirror(ctx.client.clone(), p.clone()));
+                        }
+                    }
                     watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         listed.insert(uid.clone());
@@ -171,7 +210,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
                     }
                     watcher::Event::InitDone => {
                         for (uid, slot) in &workers {
-                            if !listed.contains(uid) {
+                            if !listed.contains(uid) && !statics.contains_key(uid) {
                                 slot.send_replace(None);
                             }
                         }
@@ -182,6 +221,17 @@ pub(crate) async fn run(ctx: Arc<Context>) {
                     }
                 }
             }
+            _ = static_check.tick() => {
+                // Every STATIC_EVERY, and as soon as a manifest is added or
+                // removed (the directory changes).
+                let modified = std::fs::metadata(&manifests).and_then(|m| m.modified()).ok();
+                if modified != dir_modified || last_read.elapsed() >= STATIC_EVERY {
+                    dir_modified = modified;
+                    last_read = std::time::Instant::now();
+                    workers.retain(|_, slot| !slot.is_closed());
+                    sync_statics(&ctx, &mut workers, &mut statics, &manifests);
+                }
+            }
             _ = sweep.tick() => {
                 workers.retain(|_, slot| !slot.is_closed());
                 if synced {
@@ -190,6 +240,33 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             }
         }
     }
+}
+
+/// Starts workers for new static pods, stops those whose manifest is
+/// gone, and keeps their mirror pods.
+fn sync_statics(
+    ctx: &Arc<Context>,
+    workers: &mut HashMap<String, Slot>,
+    statics: &mut HashMap<String, Pod>,
+    manifests: &std::path::Path,
+) {
+    let now = static_pods::read(manifests, &ctx.node);
+    for (uid, pod) in statics.iter() {
+        if !now.contains_key(uid) {
+            tracing::info!(pod = ?pod.metadata.name, "static pod manifest removed; stopping it");
+            if let Some(slot) = workers.get(uid) {
+                slot.send_replace(None);
+            }
+            tokio::spawn(static_pods::delete_mirror(ctx.client.clone(), pod.clone()));
+        }
+    }
+    for (uid, pod) in &now {
+        if !statics.contains_key(uid) || !workers.contains_key(uid) {
+            dispatch(ctx, workers, uid.clone(), Some(Arc::new(pod.clone())));
+        }
+        tokio::spawn(static_pods::ensure_mirror(ctx.client.clone(), pod.clone()));
+    }
+    *statics = now;
 }
 
 /// Hands `pod` to its worker, starting one if it has none.

@@ -1160,7 +1160,14 @@ impl Worker {
 
     /// Writes `status` if what it says changed (times aside).
     async fn report(&mut self, pod: &Pod, mut status: Value) {
-        let key = status::comparable(&status);
+        let mut key = status::comparable(&status);
+        // A static pod's new mirror gets the status again.
+        key["mirror"] = json!(
+            pod.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(super::static_pods::MIRROR_UID))
+        );
         if self.reported.as_ref() == Some(&key) {
             return;
         }
