@@ -693,3 +693,114 @@ spec:
     assert!(c.server.terminate().success());
     common::clean_node(&left, &data);
 }
+
+/// The sandboxes of the agent's containerd in `data`: (pod uid, ready).
+fn sandboxes(data: &std::path::Path) -> Vec<(String, bool)> {
+    let socket = data.join("agent/containerd/containerd.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut cri = rudder_cri::Cri::connect(&socket).await.unwrap();
+        cri.runtime
+            .list_pod_sandbox(rudder_cri::api::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels
+                        .get("io.kubernetes.pod.uid")
+                        .cloned()
+                        .unwrap_or_default(),
+                    s.state == rudder_cri::api::PodSandboxState::SandboxReady as i32,
+                )
+            })
+            .collect()
+    })
+}
+
+/// The server (and its agent) killed with SIGKILL while pods start: after
+/// a restart every pod runs once, in one sandbox, and pods deleted while
+/// starting leave nothing behind.
+#[test]
+fn pods_survive_an_agent_killed_mid_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static");
+    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let args = ["--node-name", "node-1", "--node-ip", "127.0.0.1"];
+    let mut first = Cluster::start_with_agent_in(dir, &args);
+    let mut yaml = String::new();
+    for i in 0..6 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  nodeName: node-1\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {{name: main, image: local/busybox:v1, command: [sleep, \"3600\"]}}\n"
+        ));
+    }
+    first.apply(33, &yaml);
+    // Deleted while starting.
+    first.ok(33, &["delete", "pod", "p5", "--wait=false"]);
+    first.server.kill();
+    let data = first.dir.path().join("data");
+    let mut c = Cluster::start_with_agent_in(first.dir, &args);
+    for i in 0..5 {
+        c.ok(
+            33,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                &format!("pod/p{i}"),
+                "--timeout=90s",
+            ],
+        );
+    }
+    c.ok(33, &["wait", "--for=delete", "pod/p5", "--timeout=60s"]);
+    let uids: Vec<String> = (0..5)
+        .map(|i| {
+            c.ok(
+                33,
+                &[
+                    "get",
+                    "pod",
+                    &format!("p{i}"),
+                    "-o",
+                    "jsonpath={.metadata.uid}",
+                ],
+            )
+        })
+        .collect();
+    // Within a bound: the sweep removes what belonged to p5.
+    let mut found = Vec::new();
+    for _ in 0..600 {
+        found = sandboxes(&data);
+        if found.len() == 5 {
+            break;
+        }
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut found_uids: Vec<String> = found.iter().map(|(u, _)| u.clone()).collect();
+    found_uids.sort();
+    let mut expected = uids.clone();
+    expected.sort();
+    assert_eq!(found_uids, expected, "one sandbox per pod: {found:?}");
+    assert!(found.iter().all(|(_, ready)| *ready), "{found:?}");
+
+    c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    for _ in 0..300 {
+        if sandboxes(&data).is_empty() {
+            break;
+        }
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sandboxes(&data), Vec::<(String, bool)>::new());
+    assert!(c.server.terminate().success());
+    common::clean_node(&left, &data);
+}

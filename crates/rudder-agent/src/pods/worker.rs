@@ -341,7 +341,8 @@ impl Worker {
                         }
                         break;
                     }
-                    Some(_) => {
+                    Some(s) => {
+                        self.resume_created(s).await;
                         initialized = false;
                         break;
                     }
@@ -360,7 +361,7 @@ impl Worker {
                             self.waiting.remove(&c.name);
                         }
                     }
-                    Some(_) => {}
+                    Some(s) => self.resume_created(s).await,
                 }
             }
             instances = self.instances(&sandbox).await;
@@ -372,6 +373,32 @@ impl Worker {
         }
         let status = self.status(pod, &spec, &instances, initialized, &ip, &policy);
         self.report(pod, status).await;
+    }
+
+    /// Starts a container that was created but never started (the agent
+    /// stopped between the two calls).
+    async fn resume_created(&mut self, s: &api::ContainerStatus) {
+        if s.state != api::ContainerState::ContainerCreated as i32 {
+            return;
+        }
+        let name = s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        tracing::info!(container = %name, pod = %self.uid, "starting a container created before the agent restarted");
+        self.changing();
+        if let Err(e) = self
+            .cri()
+            .runtime
+            .start_container(api::StartContainerRequest {
+                container_id: s.id.clone(),
+            })
+            .await
+        {
+            self.waiting
+                .insert(name, ("RunContainerError".into(), e.message().to_string()));
+        }
     }
 
     /// Runs the probes that are due for the running containers; kills

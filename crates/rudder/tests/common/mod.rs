@@ -64,6 +64,13 @@ impl Server {
         status
     }
 
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log.extend(self.lines.try_iter());
+    }
+
     pub fn log_text(&self) -> String {
         self.log.join("\n")
     }
