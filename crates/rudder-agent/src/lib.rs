@@ -67,6 +67,11 @@ pub struct Config {
     /// kubelet's is 10250) and its TLS material.
     pub port: u16,
     pub tls: Tls,
+    /// Container logs are rotated beyond this size (the kubelet's
+    /// containerLogMaxSize, 10 MiB), keeping this many files
+    /// (containerLogMaxFiles, 5).
+    pub container_log_max_bytes: u64,
+    pub container_log_max_files: usize,
 }
 
 /// A running agent; [`Agent::stop`] stops it and its containerd.
@@ -165,11 +170,18 @@ impl Agent {
         .await?;
         let context = std::sync::Arc::new(context);
         let relist = tokio::spawn(pods::relist(context.clone()));
+        let rotate = tokio::spawn(pods::rotate_logs(
+            context.clone(),
+            config.container_log_max_bytes,
+            config.container_log_max_files,
+        ));
         let pods = tokio::spawn(pods::run(context));
         Ok(Self {
             containerd,
             socket,
-            tasks: vec![supervisor, heartbeat, status, relist, pods, streaming],
+            tasks: vec![
+                supervisor, heartbeat, status, relist, rotate, pods, streaming,
+            ],
         })
     }
 

@@ -483,8 +483,22 @@ async fn logs(
         limit: param(query, "limitBytes").and_then(|v| v.parse().ok()),
     };
     let path = instance.log_path.clone();
-    let content = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-    let consumed = content.len();
+    // Rotated files first (oldest first), then the current one.
+    let mut content = String::new();
+    for rotated in crate::pods::rotated_logs(&path) {
+        content.push_str(
+            &tokio::fs::read_to_string(&rotated)
+                .await
+                .unwrap_or_default(),
+        );
+    }
+    let current = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+    // A last line without its newline is still being written.
+    let consumed = current.len()
+        - current
+            .rsplit_once('\n')
+            .map_or(current.len(), |(_, rest)| rest.len());
+    content.push_str(&current);
     let mut assembler = Assembler::default();
     let mut entries: Vec<String> = content
         .split_inclusive('\n')
@@ -493,11 +507,6 @@ async fn logs(
         .filter(|(t, _)| after_since(t, &opts))
         .map(|(t, text)| render(&t, &text, &opts))
         .collect();
-    // A last line without its newline is still being written.
-    let consumed = consumed
-        - content
-            .rsplit_once('\n')
-            .map_or(content.len(), |(_, rest)| rest.len());
     if let Some(n) = opts.tail
         && entries.len() > n
     {
@@ -532,6 +541,11 @@ async fn logs(
         {
             return;
         }
+        let mut inode = file
+            .metadata()
+            .await
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok();
         let mut reader = tokio::io::BufReader::new(file);
         let mut line = String::new();
         let mut budget = budget;
@@ -562,6 +576,19 @@ async fn logs(
                         if reader.seek(std::io::SeekFrom::Current(back)).await.is_err() {
                             return;
                         }
+                    }
+                    // Rotated: go on in the new file.
+                    let now = tokio::fs::metadata(&path)
+                        .await
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                        .ok();
+                    if now.is_some()
+                        && now != inode
+                        && let Ok(file) = tokio::fs::File::open(&path).await
+                    {
+                        inode = now;
+                        reader = tokio::io::BufReader::new(file);
+                        continue;
                     }
                     if tx.is_closed() || !running(&mut cri, &id).await {
                         return;

@@ -53,6 +53,12 @@ pub(crate) struct Args {
     /// Port of the node agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Container logs are rotated when they grow beyond this size (the kubelet's containerLogMaxSize).
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    container_log_max_size: u64,
+    /// How many files of each container's log are kept, the current one included (containerLogMaxFiles).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
+    container_log_max_files: u64,
     /// How long events are kept after their last update (kube-apiserver's --event-ttl).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     event_ttl: std::time::Duration,
@@ -62,6 +68,14 @@ pub(crate) struct Args {
     /// How often old store history is compacted (kube-apiserver's default: 5m).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     compaction_interval: std::time::Duration,
+}
+
+/// A size such as `10Mi`, `512Ki` or `1000000`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    rudder_api::quantity::parse_value(s)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is not a size such as 10Mi or 512Ki"))
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -187,6 +201,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             control_plane: true,
             port: args.kubelet_port,
             tls,
+            container_log_max_bytes: args.container_log_max_size,
+            container_log_max_files: args.container_log_max_files as usize,
         };
         let started = match controller_client(&kubeconfig).await {
             Ok(client) => rudder_agent::Agent::start(client, config)

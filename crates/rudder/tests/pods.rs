@@ -388,6 +388,15 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: chatty}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: main, image: local/busybox:v1, command: [sh, -c, 'i=0; while true; do echo "chatty line $i"; i=$((i+1)); sleep 0.01; done']}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: restarts}
 spec:
   nodeName: node-1
@@ -416,8 +425,17 @@ fn logs_exec_attach_and_port_forward_reach_containers() {
     let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
         .expect("/bin/busybox: install the Debian package busybox-static");
     std::fs::write(images.join("busybox.tar"), busybox).unwrap();
-    let mut c =
-        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    let mut c = Cluster::start_with_agent_in(
+        dir,
+        &[
+            "--node-name",
+            "node-1",
+            "--node-ip",
+            "127.0.0.1",
+            "--container-log-max-size=16Ki",
+            "--container-log-max-files=3",
+        ],
+    );
     let host_dir = c.dir.path().join("host");
     c.apply(
         33,
@@ -526,6 +544,44 @@ fn logs_exec_attach_and_port_forward_reach_containers() {
     assert!(previous.starts_with("run "), "{previous}");
     assert!(current.starts_with("run "), "{current}");
     assert_ne!(previous, current);
+
+    // Logs are rotated by size, keeping max-files - 1 rotated files, and
+    // read across the rotation.
+    let uid = c.ok(
+        33,
+        &["get", "pod", "chatty", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let log_dir = c
+        .dir
+        .path()
+        .join(format!("data/agent/logs/default_chatty_{uid}/main"));
+    let mut rotated = 0;
+    for _ in 0..600 {
+        rotated = std::fs::read_dir(&log_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("0.log."))
+                    .count()
+            })
+            .unwrap_or(0);
+        if rotated >= 2 {
+            break;
+        }
+        // Polling the node's files within a bound, not timing anything.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(rotated, 2, "rotated files in {}", log_dir.display());
+    let all = c.ok(33, &["logs", "chatty"]);
+    let numbers: Vec<u64> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("chatty line ")?.parse().ok())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines in order, none lost within the kept files"
+    );
+    c.ok(33, &["delete", "pod", "chatty", "--timeout=60s"]);
 
     // Exec: output, exit codes and stdin.
     for v in [27, 33] {

@@ -357,6 +357,76 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// How often container logs are checked for rotation.
+const ROTATE_EVERY: Duration = Duration::from_secs(10);
+
+/// Rotates container logs larger than `max_bytes`, as the kubelet does:
+/// the file is renamed with a time suffix, the runtime reopens it, and
+/// only the newest `max_files - 1` rotated files are kept.
+pub(crate) async fn rotate_logs(ctx: Arc<Context>, max_bytes: u64, max_files: usize) {
+    let mut snapshots = ctx.snapshot.subscribe();
+    let mut cri = ctx.cri.clone();
+    loop {
+        tokio::time::sleep(ROTATE_EVERY).await;
+        let snapshot = snapshots.borrow_and_update().clone();
+        for c in snapshot.containers.values().flatten() {
+            if c.state != api::ContainerState::ContainerRunning as i32 || c.log_path.is_empty() {
+                continue;
+            }
+            let path = std::path::Path::new(&c.log_path);
+            if std::fs::metadata(path).map_or(0, |m| m.len()) <= max_bytes {
+                continue;
+            }
+            let stamp = rudder_api::time::rfc3339_now()
+                .replace(['-', ':'], "")
+                .replace('T', "-")
+                .trim_end_matches('Z')
+                .to_string();
+            let rotated = format!("{}.{stamp}", c.log_path);
+            if let Err(e) = std::fs::rename(path, &rotated) {
+                tracing::warn!(log = %c.log_path, "rotating a container log: {e}");
+                continue;
+            }
+            if let Err(e) = cri
+                .runtime
+                .reopen_container_log(api::ReopenContainerLogRequest {
+                    container_id: c.id.clone(),
+                })
+                .await
+            {
+                tracing::warn!(log = %c.log_path, "reopening a rotated container log: {e}");
+            }
+            // The newest max_files - 1 rotated files stay.
+            let mut old = rotated_logs(&c.log_path);
+            let keep = max_files.saturating_sub(1);
+            while old.len() > keep {
+                let _ = std::fs::remove_file(old.remove(0));
+            }
+        }
+    }
+}
+
+/// The rotated files of a container log (`<log>.<time>`), oldest first.
+pub(crate) fn rotated_logs(path: &str) -> Vec<std::path::PathBuf> {
+    let path = std::path::Path::new(path);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
