@@ -166,6 +166,7 @@ impl Agent {
             std::net::SocketAddr::from(([0, 0, 0, 0], config.port)),
             &config.tls,
             context.cri.clone(),
+            config.node_name.clone(),
         )
         .await?;
         let context = std::sync::Arc::new(context);

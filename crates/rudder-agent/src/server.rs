@@ -40,7 +40,9 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     tls: &Tls,
     cri: Cri,
+    node: String,
 ) -> Result<tokio::task::JoinHandle<()>, crate::Error> {
+    let node: Arc<str> = node.into();
     let config = rudder_http::server_config(&tls.ca_pem, &tls.serving, false)
         .map_err(|e| crate::Error::Serve(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -55,14 +57,15 @@ pub(crate) async fn serve(
             };
             let acceptor = acceptor.clone();
             let cri = cri.clone();
+            let node = node.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     tracing::debug!(%peer, "TLS handshake failed");
                     return;
                 };
                 let service = hyper::service::service_fn(move |req| {
-                    let cri = cri.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(cri, req).await) }
+                    let (cri, node) = (cri.clone(), node.clone());
+                    async move { Ok::<_, std::convert::Infallible>(handle(cri, &node, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), service)
@@ -93,7 +96,7 @@ fn status_error(code: StatusCode, reason: &str, message: String) -> Response<Bod
     resp
 }
 
-async fn handle(cri: Cri, req: Request<Incoming>) -> Response<Body> {
+async fn handle(cri: Cri, node: &str, req: Request<Incoming>) -> Response<Body> {
     let path: Vec<String> = req
         .uri()
         .path()
@@ -105,6 +108,7 @@ async fn handle(cri: Cri, req: Request<Incoming>) -> Response<Body> {
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
     match (req.method(), parts.as_slice()) {
         (&Method::GET, ["healthz"]) => full(StatusCode::OK, "ok".into()),
+        (&Method::GET, ["stats", "summary"]) => summary(cri, node).await,
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             logs(cri, ns, pod, container, &query).await
         }
@@ -608,6 +612,120 @@ async fn logs(
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+/// The kubelet's Summary API (`stats/v1alpha1`), as metrics-server reads
+/// it: the node's CPU and memory from /proc, each pod's containers from
+/// CRI container stats.
+async fn summary(mut cri: Cri, node_name: &str) -> Response<Body> {
+    let stats = match cri
+        .runtime
+        .list_container_stats(api::ListContainerStatsRequest { filter: None })
+        .await
+    {
+        Ok(r) => r.into_inner().stats,
+        Err(e) => {
+            return status_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                format!("container stats: {}", e.message()),
+            );
+        }
+    };
+    let now = rudder_api::time::rfc3339_now();
+    let value = |v: &Option<api::UInt64Value>| v.as_ref().map(|v| v.value);
+    let mut pods: std::collections::BTreeMap<(String, String, String), Vec<serde_json::Value>> =
+        Default::default();
+    for s in &stats {
+        let Some(attrs) = &s.attributes else { continue };
+        let label = |k: &str| attrs.labels.get(k).cloned().unwrap_or_default();
+        let key = (
+            label("io.kubernetes.pod.namespace"),
+            label("io.kubernetes.pod.name"),
+            label(UID_LABEL),
+        );
+        let cpu = s.cpu.as_ref();
+        let memory = s.memory.as_ref();
+        pods.entry(key).or_default().push(json!({
+            "name": attrs.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            "cpu": {
+                "time": now,
+                "usageNanoCores": cpu.and_then(|c| value(&c.usage_nano_cores)),
+                "usageCoreNanoSeconds": cpu.and_then(|c| value(&c.usage_core_nano_seconds)),
+            },
+            "memory": {
+                "time": now,
+                "workingSetBytes": memory.and_then(|m| value(&m.working_set_bytes)),
+                "usageBytes": memory.and_then(|m| value(&m.usage_bytes)),
+                "rssBytes": memory.and_then(|m| value(&m.rss_bytes)),
+            },
+        }));
+    }
+    let sum = |containers: &[serde_json::Value], section: &str, field: &str| -> u64 {
+        containers
+            .iter()
+            .filter_map(|c| c[section][field].as_u64())
+            .sum()
+    };
+    let pods: Vec<serde_json::Value> = pods
+        .into_iter()
+        .filter(|((_, name, _), _)| !name.is_empty())
+        .map(|((namespace, name, uid), containers)| {
+            json!({
+                "podRef": {"name": name, "namespace": namespace, "uid": uid},
+                "cpu": {"time": now,
+                    "usageNanoCores": sum(&containers, "cpu", "usageNanoCores"),
+                    "usageCoreNanoSeconds": sum(&containers, "cpu", "usageCoreNanoSeconds")},
+                "memory": {"time": now,
+                    "workingSetBytes": sum(&containers, "memory", "workingSetBytes"),
+                    "usageBytes": sum(&containers, "memory", "usageBytes")},
+                "containers": containers,
+            })
+        })
+        .collect();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|v| v * 1024)
+    };
+    let (total, available) = (kib("MemTotal:"), kib("MemAvailable:"));
+    let cpu_ns = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        let fields: Vec<u64> = s
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: all but idle
+        // and iowait, in USER_HZ (100 per second).
+        let busy: u64 = fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+            .map(|(_, v)| v)
+            .sum();
+        Some(busy * 10_000_000)
+    });
+    let body = json!({
+        "node": {
+            "nodeName": node_name,
+            "cpu": {"time": now, "usageCoreNanoSeconds": cpu_ns},
+            "memory": {"time": now, "availableBytes": available,
+                "usageBytes": total.zip(available).map(|(t, a)| t - a),
+                "workingSetBytes": total.zip(available).map(|(t, a)| t - a)},
+        },
+        "pods": pods,
+    });
+    let mut resp = full(StatusCode::OK, body.to_string());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
     );
     resp
 }

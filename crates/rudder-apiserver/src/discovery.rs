@@ -110,6 +110,10 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if (r.group, r.kind) == ("", "Node") {
+            resources.push(json!({"name": "nodes/proxy", "singularName": "", "namespaced": false,
+                                  "kind": "NodeProxyOptions", "verbs": ["create", "delete", "get", "patch", "update"]}));
+        }
         if (r.group, r.kind) == ("", "Pod") {
             resources.push(
                 json!({"name": "pods/binding", "singularName": "", "namespaced": true,
@@ -231,6 +235,11 @@ fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
             let mut subresources = Vec::new();
             if r.status {
                 subresources.push(json!({"subresource": "status", "responseKind": kind(r.kind), "verbs": ["get", "patch", "update"]}));
+            }
+            if (r.group, r.kind) == ("", "Node") {
+                subresources.push(json!({"subresource": "proxy",
+                    "responseKind": {"group": "", "version": "v1", "kind": "NodeProxyOptions"},
+                    "verbs": ["create", "delete", "get", "patch", "update"]}));
             }
             if (r.group, r.kind) == ("", "Pod") {
                 subresources.push(json!({"subresource": "binding",

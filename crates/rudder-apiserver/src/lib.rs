@@ -599,6 +599,11 @@ fn openapi_v2_empty() -> Response<Body> {
 fn name_and_subresource(more: &[&str]) -> Result<(Option<String>, Option<String>), StatusError> {
     match more {
         [] => Ok((None, None)),
+        // nodes/NAME/proxy/PATH…: the node agent's own paths.
+        [name, "proxy", rest @ ..] => Ok((
+            Some(name.to_string()),
+            Some(format!("proxy/{}", rest.join("/"))),
+        )),
         [name] => Ok((Some(name.to_string()), None)),
         [name, sub] => Ok((Some(name.to_string()), Some(sub.to_string()))),
         _ => Err(StatusError::not_found_path()),
@@ -643,6 +648,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
         && !((matches!(sub.as_str(), "binding" | "eviction")
             || node_proxy::SUBRESOURCES.contains(&sub.as_str()))
             && strategy::is_pod(t.resource))
+        && !(sub.starts_with("proxy/") && (t.resource.group, t.resource.plural) == ("", "nodes"))
     {
         return Err(StatusError::not_found_path());
     }
@@ -734,6 +740,15 @@ async fn resource(
     let ok = |v: Value| Ok(http::json(StatusCode::OK, &v));
     if t.resource.namespaced && t.namespace.is_none() && t.name.is_some() {
         return Err(StatusError::not_found_path());
+    }
+    if let Some(path) = t
+        .subresource
+        .as_deref()
+        .and_then(|s| s.strip_prefix("proxy"))
+        && t.name.is_some()
+    {
+        let node = t.name.clone().unwrap_or_default();
+        return node_proxy::node_path(state, req, &node, path).await;
     }
     if let Some(sub) = t.subresource.as_deref()
         && node_proxy::SUBRESOURCES.contains(&sub)

@@ -51,16 +51,6 @@ pub(crate) async fn pod_subresource(
             "pod {name} does not have a host assigned"
         )));
     }
-    let nodes = Target {
-        resource: registry::lookup("", "v1", "nodes").expect("nodes are registered"),
-        namespace: None,
-        name: Some(node_name.to_string()),
-        subresource: None,
-    };
-    let node = state.objects.get(&nodes, node_name).await?;
-    let (host, port) = kubelet_address(&node).ok_or_else(|| {
-        StatusError::unavailable(format!("node {node_name} has no address for its agent"))
-    })?;
     let rest: Vec<String> = query
         .iter()
         .filter(|(k, _)| k != "container")
@@ -77,6 +67,42 @@ pub(crate) async fn pod_subresource(
     } else {
         format!("{path}?{}", rest.join("&"))
     };
+    to_node(state, req, node_name, &path_and_query).await
+}
+
+/// `nodes/NAME/proxy/PATH`: the path on the node's agent
+/// (`/stats/summary`, `/healthz`, `/containerLogs/…`).
+pub(crate) async fn node_path(
+    state: &State,
+    req: Request<Incoming>,
+    node: &str,
+    path: &str,
+) -> Result<Response<Body>, StatusError> {
+    let path = if path.is_empty() { "/" } else { path };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    to_node(state, req, node, &path_and_query).await
+}
+
+/// Forwards the request to the agent of `node_name`.
+async fn to_node(
+    state: &State,
+    req: Request<Incoming>,
+    node_name: &str,
+    path_and_query: &str,
+) -> Result<Response<Body>, StatusError> {
+    let nodes = Target {
+        resource: registry::lookup("", "v1", "nodes").expect("nodes are registered"),
+        namespace: None,
+        name: Some(node_name.to_string()),
+        subresource: None,
+    };
+    let node = state.objects.get(&nodes, node_name).await?;
+    let (host, port) = kubelet_address(&node).ok_or_else(|| {
+        StatusError::unavailable(format!("node {node_name} has no address for its agent"))
+    })?;
     let unreachable = |e: rudder_http::Error| {
         StatusError::unavailable(format!(
             "error dialing backend: the agent of node {node_name} is not reachable: {e}"
@@ -85,7 +111,7 @@ pub(crate) async fn pod_subresource(
     let io = rudder_http::connect_tls(Arc::clone(&state.kubelet_tls), &host, port)
         .await
         .map_err(unreachable)?;
-    let resp = rudder_http::forward(req, io, &format!("{host}:{port}"), &path_and_query)
+    let resp = rudder_http::forward(req, io, &format!("{host}:{port}"), path_and_query)
         .await
         .map_err(unreachable)?;
     Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))

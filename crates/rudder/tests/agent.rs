@@ -312,6 +312,32 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
         ],
     );
 
+    // The agent's Summary API, through the API server's node proxy.
+    let summary = json(&c.ok(
+        33,
+        &["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"],
+    ));
+    assert_eq!(summary["node"]["nodeName"], "node-1");
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let sleeper = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "sleeper")
+        .unwrap_or_else(|| panic!("no sleeper in {summary}"));
+    assert!(
+        sleeper["containers"][0]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{sleeper}"
+    );
+
     let pod = json(&c.ok(27, &["get", "pod", "sleeper", "-o", "json"]));
     let ip = pod["status"]["podIP"].as_str().unwrap();
     assert!(ip.starts_with("10.42.0."), "{ip}");
