@@ -3,7 +3,9 @@
 
 # Debian packages, by what needs them.
 BUILD_PACKAGES=(gcc protobuf-compiler)            # protoc: etcd-client's and CRI's gRPC code
-TEST_PACKAGES=(etcd-server openssl busybox-static) # etcd backend, TLS certificates, the busybox test image
+# etcd backend, TLS certificates, the busybox test image, a local registry
+# with basic auth (htpasswd) and curl to push to it
+TEST_PACKAGES=(etcd-server openssl busybox-static docker-registry apache2-utils curl)
 RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables)
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }

@@ -28,9 +28,34 @@ pub struct Config {
     pub env: Vec<String>,
 }
 
+/// A one-layer OCI image: its blobs, as a registry stores them.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub layer: Vec<u8>,
+    pub config: Vec<u8>,
+    /// The manifest (`application/vnd.oci.image.manifest.v1+json`).
+    pub manifest: Vec<u8>,
+}
+
+impl Image {
+    /// `(digest, bytes)` of the layer and the config, the blobs a push
+    /// uploads before the manifest.
+    pub fn blobs(&self) -> [(String, &[u8]); 2] {
+        [
+            (sha256(&self.layer), &self.layer),
+            (sha256(&self.config), &self.config),
+        ]
+    }
+}
+
 /// An OCI layout archive of a one-layer image, named `reference` (a full
 /// reference such as `docker.io/local/busybox:v1`).
 pub fn image_archive(reference: &str, entries: &[Entry], config: &Config) -> Vec<u8> {
+    archive(reference, &image(entries, config))
+}
+
+/// A one-layer image of `entries` running `config`.
+pub fn image(entries: &[Entry], config: &Config) -> Image {
     let layer = tar(&entries
         .iter()
         .map(|e| match e {
@@ -78,7 +103,21 @@ pub fn image_archive(reference: &str, entries: &[Entry], config: &Config) -> Vec
             "size": layer.len(),
         }],
     });
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    Image {
+        layer,
+        config: config_bytes,
+        manifest: serde_json::to_vec(&manifest).unwrap_or_default(),
+    }
+}
+
+/// An OCI layout archive holding `image`, named `reference`.
+pub fn archive(reference: &str, image: &Image) -> Vec<u8> {
+    let (layer, config_bytes, manifest_bytes) = (
+        image.layer.clone(),
+        image.config.clone(),
+        image.manifest.clone(),
+    );
+    let (layer_digest, config_digest) = (sha256(&layer), sha256(&config_bytes));
     let manifest_digest = sha256(&manifest_bytes);
     let index = json!({
         "schemaVersion": 2,
@@ -223,6 +262,11 @@ pub fn pause_image(reference: &str) -> Vec<u8> {
 /// A busybox image from Debian's `busybox-static` (`/bin/busybox` and a
 /// link per applet, `sh` as its command): what tests run, with no registry.
 pub fn busybox_image(reference: &str) -> std::io::Result<Vec<u8>> {
+    Ok(archive(reference, &busybox()?))
+}
+
+/// The busybox image's blobs (see [`busybox_image`]).
+pub fn busybox() -> std::io::Result<Image> {
     let busybox = std::fs::read("/bin/busybox")?;
     let list = std::process::Command::new("/bin/busybox")
         .arg("--list")
@@ -252,7 +296,7 @@ pub fn busybox_image(reference: &str) -> std::io::Result<Vec<u8>> {
         env: vec!["PATH=/bin".into()],
         ..Config::default()
     };
-    Ok(image_archive(reference, &entries, &config))
+    Ok(image(&entries, &config))
 }
 
 /// The static pause program (see `pause/pause.c`).

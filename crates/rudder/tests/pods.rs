@@ -865,3 +865,243 @@ fn pods_survive_an_agent_killed_mid_start() {
     assert!(c.server.terminate().success());
     common::clean_node(&left, &data);
 }
+
+/// Runs `curl` with `args`; returns its stdout (headers included with -D -).
+fn curl(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .arg("-sS")
+        .args(args)
+        .output()
+        .expect("curl: install the Debian package curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A local registry (Debian's docker-registry) on loopback with basic
+/// auth, holding busybox pushed through the distribution API.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start(dir: &std::path::Path) -> Self {
+        let htpasswd = std::process::Command::new("htpasswd")
+            .args(["-Bbn", "puller", "s3cret"])
+            .output()
+            .expect("htpasswd: install the Debian package apache2-utils");
+        std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).unwrap();
+        let addr = format!("127.0.0.1:{}", rudder_testing::free_port().unwrap());
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: rudder-test\n    path: {htpasswd}\n",
+            root = dir.join("storage").display(),
+            htpasswd = dir.join("htpasswd").display(),
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry: install the Debian package docker-registry");
+        let registry = Self { child, addr };
+        for _ in 0..300 {
+            let code = std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://{}/v2/", registry.addr))
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&code.stdout) == "401" {
+                return registry;
+            }
+            // Waiting for another process to listen, within a bound.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the registry did not start");
+    }
+
+    /// Pushes `image` as `repo:tag`.
+    fn push(&self, dir: &std::path::Path, image: &rudder_cri::oci::Image, repo: &str, tag: &str) {
+        let base = format!("http://{}/v2/{repo}", self.addr);
+        for (i, (digest, bytes)) in image.blobs().into_iter().enumerate() {
+            let file = dir.join(format!("blob-{i}"));
+            std::fs::write(&file, bytes).unwrap();
+            let head = curl(&[
+                "-u",
+                "puller:s3cret",
+                "-X",
+                "POST",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &format!("{base}/blobs/uploads/"),
+            ]);
+            let location = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Location: ")
+                        .or_else(|| l.strip_prefix("location: "))
+                })
+                .unwrap_or_else(|| panic!("no upload location: {head}"))
+                .trim();
+            let url = if location.starts_with('/') {
+                format!("http://{}{location}", self.addr)
+            } else {
+                location.to_string()
+            };
+            let sep = if url.contains('?') { '&' } else { '?' };
+            curl(&[
+                "-f",
+                "-u",
+                "puller:s3cret",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &format!("{url}{sep}digest={digest}"),
+            ]);
+        }
+        let manifest = dir.join("manifest.json");
+        std::fs::write(&manifest, &image.manifest).unwrap();
+        curl(&[
+            "-f",
+            "-u",
+            "puller:s3cret",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &format!("@{}", manifest.display()),
+            &format!("{base}/manifests/{tag}"),
+        ]);
+    }
+}
+
+/// Images pulled from a registry with imagePullSecrets; without them the
+/// pull fails with the registry's answer.
+#[test]
+fn images_are_pulled_with_image_pull_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry_dir = dir.path().join("registry");
+    std::fs::create_dir_all(&registry_dir).unwrap();
+    let registry = Registry::start(&registry_dir);
+    let image = rudder_cri::oci::busybox().expect("/bin/busybox: install busybox-static");
+    registry.push(&registry_dir, &image, "private/busybox", "v1");
+    // The agent's containerd reaches this registry over plain HTTP.
+    let hosts = dir
+        .path()
+        .join(format!("data/agent/containerd/certs.d/{}", registry.addr));
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://{a}\"\n[host.\"http://{a}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            a = registry.addr
+        ),
+    )
+    .unwrap();
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    c.ok(
+        33,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            &format!("--docker-server={}", registry.addr),
+            "--docker-username=puller",
+            "--docker-password=s3cret",
+        ],
+    );
+    let image = format!("{}/private/busybox:v1", registry.addr);
+    c.apply(
+        33,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: pulled}}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 0
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - {{name: main, image: "{image}", imagePullPolicy: Always, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: anonymous}}
+spec:
+  nodeName: node-1
+  containers:
+  - {{name: main, image: "{image}", imagePullPolicy: Always, command: [sleep, "3600"]}}
+"#
+        ),
+    );
+    let ready = c.kubectl(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/pulled",
+            "--timeout=90s",
+        ],
+    );
+    assert!(
+        ready.status.success(),
+        "{}",
+        c.ok(33, &["describe", "pod", "pulled"])
+    );
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=pulled",
+        ],
+    );
+    assert!(events.contains("Successfully pulled image"), "{events}");
+    let pod = json(&c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ErrImagePull",
+            "pod/anonymous",
+            "--timeout=90s",
+            "-o",
+            "json",
+        ],
+    ));
+    let message = pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("401") || message.contains("nauthorized"),
+        "{message}"
+    );
+
+    c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    let data = c.dir.path().join("data");
+    assert!(c.server.terminate().success());
+    common::clean_node(&left, &data);
+}

@@ -1084,7 +1084,9 @@ impl Worker {
                     username: text("username"),
                     password: text("password"),
                     auth: text("auth"),
-                    server_address: server.clone(),
+                    // Matched to the image's registry above; containerd
+                    // 1.6 parses this as a URL and drops the credentials
+                    // of a bare `host:port`.
                     ..Default::default()
                 }));
             }
