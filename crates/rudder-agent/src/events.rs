@@ -51,36 +51,12 @@ impl Recorder {
 
     /// Records an event about the node (its Ready transitions).
     pub(crate) fn record_node(&self, node: &str, reason: &str, message: String) {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
-        let now = rudder_api::time::rfc3339_now();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let event = serde_json::from_value::<Event>(json!({
-            "metadata": {"name": format!("{node}.{nanos:x}"), "namespace": "default"},
-            "involvedObject": {"kind": "Node", "name": node, "uid": node, "apiVersion": "v1"},
-            "reason": reason,
-            "message": message,
-            "type": "Normal",
-            "source": {"component": "kubelet", "host": self.node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }));
-        tokio::spawn(async move {
-            if let Ok(event) = event
-                && let Err(e) = events.create(&PostParams::default(), &event).await
-            {
-                tracing::debug!("recording a node event: {e}");
-            }
-        });
+        let involved = json!({"kind": "Node", "name": node, "uid": node, "apiVersion": "v1"});
+        self.emit("default", involved, node, Kind::Normal, reason, message);
     }
 
     /// Records an event about `pod` (about one of its containers if
-    /// `container` is `spec.containers{name}`-style field path) without
-    /// waiting for the API.
+    /// `field_path` is `spec.containers{name}`) without waiting for the API.
     pub(crate) fn record(
         &self,
         pod: &Pod,
@@ -91,10 +67,33 @@ impl Recorder {
     ) {
         let meta = &pod.metadata;
         let ns = meta.namespace.clone().unwrap_or_else(|| "default".into());
-        let uid = meta.uid.clone().unwrap_or_default();
+        let mut involved = json!({
+            "kind": "Pod", "apiVersion": "v1", "namespace": ns,
+            "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version,
+        });
+        if let Some(path) = &field_path {
+            involved["fieldPath"] = json!(path);
+        }
+        let name = meta.name.as_deref().unwrap_or_default();
+        self.emit(&ns, involved, name, kind, reason, message);
+    }
+
+    /// Creates the event, or counts a repeat of one already made.
+    fn emit(
+        &self,
+        ns: &str,
+        involved: serde_json::Value,
+        name_prefix: &str,
+        kind: Kind,
+        reason: &str,
+        message: String,
+    ) {
         let key = (
-            uid.clone(),
-            field_path.clone().unwrap_or_default(),
+            involved["uid"].as_str().unwrap_or_default().to_string(),
+            involved["fieldPath"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             reason.to_string(),
             message.clone(),
         );
@@ -106,26 +105,18 @@ impl Recorder {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
-            let entry = seen.entry(key).or_insert_with(|| {
-                let pod = meta.name.as_deref().unwrap_or_default();
-                (format!("{pod}.{nanos:x}"), 0)
-            });
+            let entry = seen
+                .entry(key)
+                .or_insert_with(|| (format!("{name_prefix}.{nanos:x}"), 0));
             entry.1 += 1;
             entry.clone()
         };
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
         let now = rudder_api::time::rfc3339_now();
         let event_type = match kind {
             Kind::Normal => "Normal",
             Kind::Warning => "Warning",
         };
-        let mut involved = json!({
-            "kind": "Pod", "apiVersion": "v1", "namespace": ns,
-            "name": meta.name, "uid": uid, "resourceVersion": meta.resource_version,
-        });
-        if let Some(path) = &field_path {
-            involved["fieldPath"] = json!(path);
-        }
         let event = serde_json::from_value::<Event>(json!({
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": involved,

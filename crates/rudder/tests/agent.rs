@@ -155,12 +155,7 @@ fn the_server_runs_a_node_agent_that_registers_its_node() {
 /// their status, and leave nothing behind once deleted.
 #[test]
 fn pods_bound_to_the_node_run_and_report_their_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
-        .expect("/bin/busybox: install the Debian package busybox-static");
-    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let dir = common::node_dir();
     let manifests = dir.path().join("data/agent/pod-manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     let manifest = manifests.join("static-web.yaml");

@@ -163,12 +163,7 @@ spec:
 
 #[test]
 fn pod_specs_run_as_on_kubernetes() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
-        .expect("/bin/busybox: install the Debian package busybox-static");
-    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let dir = common::node_dir();
     let mut c =
         Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
     c.apply(33, OBJECTS);
@@ -424,12 +419,7 @@ spec:
 /// WebSocket first) and the Python client (WebSocket).
 #[test]
 fn logs_exec_attach_and_port_forward_reach_containers() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
-        .expect("/bin/busybox: install the Debian package busybox-static");
-    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let dir = common::node_dir();
     let mut c = Cluster::start_with_agent_in(
         dir,
         &[
@@ -789,12 +779,7 @@ fn sandboxes(data: &std::path::Path) -> Vec<(String, bool)> {
 /// starting leave nothing behind.
 #[test]
 fn pods_survive_an_agent_killed_mid_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
-        .expect("/bin/busybox: install the Debian package busybox-static");
-    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    let dir = common::node_dir();
     let args = ["--node-name", "node-1", "--node-ip", "127.0.0.1"];
     let mut first = Cluster::start_with_agent_in(dir, &args);
     let mut yaml = String::new();

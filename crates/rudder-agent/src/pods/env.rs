@@ -139,35 +139,25 @@ pub(crate) async fn environment(
         let value = if let Some(v) = &var.value {
             expand(v, &env)
         } else if let Some(from) = &var.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                match sources.config_map(&r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(v).into_owned(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
-                    None if r.optional == Some(true) => continue,
-                    None => return Err(format!("configmap {:?} not found", r.name)),
-                }
+            let key_ref = if let Some(r) = &from.config_map_key_ref {
+                let data = sources.config_map(&r.name).await?;
+                Some(("ConfigMap", &r.name, &r.key, r.optional, data))
             } else if let Some(r) = &from.secret_key_ref {
-                match sources.secret(&r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(v).into_owned(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
-                    None if r.optional == Some(true) => continue,
-                    None => return Err(format!("secret {:?} not found", r.name)),
+                let data = sources.secret(&r.name).await?;
+                Some(("Secret", &r.name, &r.key, r.optional, data))
+            } else {
+                None
+            };
+            if let Some((kind, name, key, optional, data)) = key_ref {
+                match data.map(|d| d.get(key).cloned()) {
+                    Some(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+                    _ if optional == Some(true) => continue,
+                    Some(None) => {
+                        return Err(format!("couldn't find key {key} in {kind} {ns}/{name}"));
+                    }
+                    None => {
+                        return Err(format!("{} {name:?} not found", kind.to_lowercase()));
+                    }
                 }
             } else if let Some(r) = &from.field_ref {
                 field(pod, &r.field_path)?

@@ -743,7 +743,9 @@ impl Worker {
         let mut sources = env::Sources::new(self.ctx.client.clone(), &ns);
         let env = match env::environment(pod, c, &mut sources, self.ctx.resources).await {
             Ok(env) => env,
-            Err(message) => return self.config_error(pod, c, message),
+            Err(message) => {
+                return self.container_failed(pod, c, "CreateContainerConfigError", message);
+            }
         };
         let Some((volumes, _)) = &self.volumes else {
             return;
@@ -761,7 +763,9 @@ impl Worker {
         });
         let config = match config {
             Ok(config) => config,
-            Err(message) => return self.config_error(pod, c, message),
+            Err(message) => {
+                return self.container_failed(pod, c, "CreateContainerConfigError", message);
+            }
         };
         let sandbox_config = self.sandbox_config(pod, 0);
         let mut cri = self.cri();
@@ -778,15 +782,7 @@ impl Worker {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
                 let message = e.message().to_string();
-                self.ctx.events.record(
-                    pod,
-                    Some(path),
-                    Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
-                self.waiting
-                    .insert(c.name.clone(), ("CreateContainerError".into(), message));
+                self.container_failed(pod, c, "CreateContainerError", message);
                 return;
             }
         };
@@ -862,33 +858,23 @@ impl Worker {
             }
             Err(e) => {
                 let message = e.message().to_string();
-                self.ctx.events.record(
-                    pod,
-                    Some(path),
-                    Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
-                self.waiting
-                    .insert(c.name.clone(), ("RunContainerError".into(), message));
+                self.container_failed(pod, c, "RunContainerError", message);
             }
         }
     }
 
-    fn config_error(&mut self, pod: &Pod, c: &Container, message: String) {
-        if self.waiting.get(&c.name).map(|w| &w.1) != Some(&message) {
-            self.ctx.events.record(
-                pod,
-                Some(field_path(pod, &c.name)),
-                Warning,
-                "Failed",
-                format!("Error: {message}"),
-            );
-        }
-        self.waiting.insert(
-            c.name.clone(),
-            ("CreateContainerConfigError".into(), message),
+    /// A container that could not be created or started: a Failed event
+    /// and the waiting reason.
+    fn container_failed(&mut self, pod: &Pod, c: &Container, reason: &str, message: String) {
+        self.ctx.events.record(
+            pod,
+            Some(field_path(pod, &c.name)),
+            Warning,
+            "Failed",
+            format!("Error: {message}"),
         );
+        self.waiting
+            .insert(c.name.clone(), (reason.into(), message));
     }
 
     /// Makes sure `c`'s image is present as its pull policy asks. Returns

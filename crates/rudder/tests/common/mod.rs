@@ -402,3 +402,16 @@ pub fn force_clean_node(data: &Path) {
         let _ = std::fs::remove_dir(parent);
     }
 }
+
+/// A directory for a server with a node agent, holding the busybox test
+/// image (`docker.io/local/busybox:v1`, from Debian's busybox-static) in
+/// `data/agent/images/`, which the agent imports at start.
+pub fn node_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let busybox = rudder_cri::oci::busybox_image("docker.io/local/busybox:v1")
+        .expect("/bin/busybox: install the Debian package busybox-static");
+    std::fs::write(images.join("busybox.tar"), busybox).unwrap();
+    dir
+}
