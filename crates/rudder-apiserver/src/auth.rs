@@ -85,6 +85,13 @@ impl Tokens {
         Ok(Self { by_token })
     }
 
+    /// Adds a token for `user` in `groups`.
+    pub fn insert(&mut self, token: &str, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        let user = User::new(user.to_string(), user.to_string(), groups);
+        self.by_token.insert(token.to_string(), user);
+    }
+
     pub fn user(&self, authorization: &str) -> Option<User> {
         let token = authorization.strip_prefix("Bearer ")?.trim();
         self.by_token.get(token).cloned()

@@ -94,6 +94,7 @@ struct State {
     /// How the API server connects to node agents (its kubelet client
     /// certificate; agents' certificates chain to the cluster CA).
     kubelet_tls: Arc<rustls::ClientConfig>,
+    ca_pem: String,
 }
 
 /// A bound API server, ready to [`ApiServer::run`].
@@ -119,12 +120,16 @@ impl std::fmt::Debug for ApiServer {
 /// the admin kubeconfigs (atomically, once the port is bound: their
 /// appearance means the API is ready).
 pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Error> {
-    let tokens = match &config.token_file {
+    let mut tokens = match &config.token_file {
         Some(path) => Tokens::load(path).map_err(Error::Tokens)?,
         None => Tokens::default(),
     };
     let pki =
         pki::Pki::load_or_create(&config.dir.join("tls")).map_err(|e| Error::Tls(e.to_string()))?;
+    let node_token = node_token(&config.dir, pki.ca_pem()).map_err(Error::Tokens)?;
+    if let Some((_, secret)) = node_token.split_once("::") {
+        tokens.insert(secret, "system:node-agent", &["system:nodes"]);
+    }
     let mut sans: Vec<String> = [
         "127.0.0.1",
         "localhost",
@@ -173,7 +178,9 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     let kubelet_client = pki
         .client_cert("kube-apiserver-kubelet-client", Some("system:masters"))
         .map_err(|e| Error::Tls(e.to_string()))?;
-    let kubelet_tls = rudder_http::client_config(pki.ca_pem(), &kubelet_client)
+    // As kube-apiserver without --kubelet-certificate-authority: agents'
+    // serving certificates are not checked (joined agents make their own).
+    let kubelet_tls = rudder_http::client_config_unverified(Some(&kubelet_client))
         .map_err(|e| Error::Tls(e.to_string()))?;
     let state = Arc::new(State {
         metrics,
@@ -181,6 +188,7 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
         tokens,
         server_address: addr.to_string(),
         kubelet_tls: Arc::new(kubelet_tls),
+        ca_pem: pki.ca_pem().to_string(),
     });
 
     let admin = pki
@@ -344,6 +352,23 @@ fn kubeconfig(server: &str, ca_pem: &str, admin: &pki::CertKey) -> String {
     )
 }
 
+/// The token nodes join with, `K10<sha256 of the CA>::node:<secret>` as
+/// k3s writes it, kept in `<dir>/node-token` (made at the first start).
+fn node_token(dir: &std::path::Path, ca_pem: &str) -> Result<String, String> {
+    let path = dir.join("node-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let hash = ring::digest::digest(&ring::digest::SHA256, ca_pem.as_bytes());
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    let token = format!("K10{}::node:{secret}", hex(hash.as_ref()));
+    write_atomic(&path, format!("{token}\n").as_bytes(), true)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "wrote the node join token (rudder agent --token)");
+    Ok(token)
+}
+
 /// Creates the system namespaces that are missing.
 async fn bootstrap(objects: &Objects) -> Result<(), StatusError> {
     let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
@@ -427,7 +452,12 @@ async fn handle(
     let path = req.uri().path().to_string();
     let watch = Query::parse(req.uri().query()).flag("watch") || path.contains("/watch/");
     let started = std::time::Instant::now();
+    // The cluster CA is public: agents joining with a token fetch it
+    // here and check it against the hash their token carries.
     let resp = match user {
+        None if path == "/cacerts" => {
+            Response::new(http::full(bytes::Bytes::from(state.ca_pem.clone())))
+        }
         None => http::error(&StatusError::unauthorized()),
         Some(user) => {
             // No input should reach a panic; if one does, the client gets a

@@ -1,6 +1,7 @@
 //! The `rudder` binary: flags, logging and the subcommands. Each
 //! subcommand lives in its own module; this file only dispatches.
 
+mod agent;
 mod image;
 mod server;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the control plane and a node agent for this machine.
     Server(Box<server::Args>),
+    /// Join a cluster as a node: run the node agent for this machine.
+    Agent(Box<agent::Args>),
     /// Manage the images of this node's container runtime.
     Image(image::Args),
 }
@@ -52,5 +55,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Image(args) => runtime.block_on(image::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(*args)),
     }
 }

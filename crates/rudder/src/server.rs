@@ -71,7 +71,7 @@ pub(crate) struct Args {
 }
 
 /// A size such as `10Mi`, `512Ki` or `1000000`.
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     rudder_api::quantity::parse_value(s)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|v| *v > 0)
@@ -145,22 +145,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let controller_kubeconfig = api.controller_kubeconfig().to_string();
-    let node_name = args.node_name.clone().unwrap_or_else(|| {
-        host_names()
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "rudder".into())
-    });
-    let node_ip = args.node_ip.clone().unwrap_or_else(|| {
-        host_names()
-            .iter()
-            .find(|n| {
-                n.parse::<std::net::Ipv4Addr>()
-                    .is_ok_and(|ip| !ip.is_loopback())
-            })
-            .cloned()
-            .unwrap_or_else(|| "127.0.0.1".into())
-    });
+    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
+    let node_ip = args.node_ip.clone().unwrap_or_else(default_node_ip);
     let agent_setup = if args.disable_agent {
         None
     } else {
@@ -255,6 +241,26 @@ async fn controller_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     let options = kube::config::KubeConfigOptions::default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// The node's name when none is given: the host name.
+pub(crate) fn default_node_name() -> String {
+    host_names()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "rudder".into())
+}
+
+/// The node's address when none is given: the first non-loopback IPv4.
+pub(crate) fn default_node_ip() -> String {
+    host_names()
+        .iter()
+        .find(|n| {
+            n.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 /// This machine's host name and addresses, for the serving certificate.

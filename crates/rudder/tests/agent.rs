@@ -378,3 +378,128 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
     assert!(c.server.terminate().success());
     common::clean_node(&left, &data);
 }
+
+/// `rudder agent --server URL --token T`: another node joins with the
+/// server's token, runs pods, and serves their logs and exec through the
+/// API server; a token for another cluster is refused.
+#[test]
+fn an_agent_joins_with_the_node_token() {
+    let c = Cluster::start(&[]);
+    let token_file = c.dir.path().join("data/server/node-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("K10"), "{token}");
+    let server = format!("https://127.0.0.1:{}", c.port);
+    let rudder = env!("CARGO_BIN_EXE_rudder");
+
+    // A token whose CA hash is not this cluster's.
+    let (_, secret) = token.split_once("::").unwrap();
+    let wrong = format!("K10{}::{secret}", "0".repeat(64));
+    let out = std::process::Command::new(rudder)
+        .args(["agent", "--server", &server, "--token", &wrong])
+        .arg("--data-dir")
+        .arg(c.dir.path().join("wrong"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("does not match the token"),
+        "{stderr}"
+    );
+
+    let node = common::node_dir();
+    let data = node.path().join("data");
+    let port = rudder_testing::free_port().unwrap().to_string();
+    let log = std::fs::File::create(node.path().join("agent.log")).unwrap();
+    // Dropped in reverse: a failed test kills the agent, then cleans up.
+    let guard = common::NodeGuard::new(data.clone());
+    let mut agent = Killed(
+        std::process::Command::new(rudder)
+            .args(["agent", "--server", &server, "--token", &token])
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--node-name",
+                "worker-1",
+                "--node-ip",
+                "127.0.0.1",
+                "--kubelet-port",
+                &port,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let ready = c.kubectl(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "node/worker-1",
+            "--timeout=60s",
+        ],
+    );
+    assert!(
+        ready.status.success(),
+        "{}",
+        std::fs::read_to_string(node.path().join("agent.log")).unwrap()
+    );
+    let n = json(&c.ok(33, &["get", "node", "worker-1", "-o", "json"]));
+    assert!(
+        n["metadata"]["labels"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_none()
+    );
+    assert_eq!(n["spec"]["podCIDR"], "10.42.0.0/24");
+    c.ok(
+        33,
+        &[
+            "run",
+            "joined",
+            "--image=local/busybox:v1",
+            r#"--overrides={"spec":{"nodeName":"worker-1","terminationGracePeriodSeconds":0}}"#,
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from worker-1; sleep 3600",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/joined",
+            "--timeout=60s",
+        ],
+    );
+    let logs = c.ok(27, &["logs", "joined"]);
+    assert_eq!(logs, "hello from worker-1\n");
+    assert_eq!(
+        c.ok(27, &["exec", "joined", "--", "echo", "exec"]),
+        "exec\n"
+    );
+
+    c.ok(33, &["delete", "pod", "joined", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status();
+    assert!(agent.0.wait().unwrap().success());
+    drop(guard);
+    common::clean_node(&left, &data);
+}
+
+/// A process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -113,6 +113,14 @@ pub struct Cluster {
 
 pub struct NodeGuard(PathBuf);
 
+impl NodeGuard {
+    /// Cleans up after a failed test what the agent with data dir
+    /// `data` ran.
+    pub fn new(data: PathBuf) -> Self {
+        Self(data)
+    }
+}
+
 impl Drop for NodeGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -1,0 +1,127 @@
+//! `rudder agent --server URL --token TOKEN`: this machine joins a cluster
+//! as a node. The token (`<data-dir>/server/node-token` on a server, in
+//! k3s' `K10<CA sha256>::node:<secret>` form) authenticates the agent and
+//! pins the cluster CA: the agent fetches the CA from the server's
+//! `/cacerts` and uses it only if its hash matches. The agent serves logs
+//! and exec with a self-signed certificate (the API server does not check
+//! agents' certificates, as kube-apiserver without a kubelet CA) and only
+//! accepts client certificates from the cluster CA.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The API server to join: https://HOST:PORT.
+    #[arg(long, env = "RUDDER_URL")]
+    server: String,
+    /// The join token (a server writes it to <data-dir>/server/node-token).
+    #[arg(long, env = "RUDDER_TOKEN")]
+    token: String,
+    /// Where the agent keeps its state (containerd, pods, logs).
+    #[arg(long, default_value = "/var/lib/rudder", env = "RUDDER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's address (default: the host's first non-loopback IPv4).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// Port of the agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Container logs are rotated when they grow beyond this size.
+    #[arg(long, default_value = "10Mi", value_parser = crate::server::parse_size)]
+    container_log_max_size: u64,
+    /// How many files of each container's log are kept.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
+    container_log_max_files: u64,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let Some((hash, secret)) = args
+        .token
+        .strip_prefix("K10")
+        .and_then(|t| t.split_once("::"))
+    else {
+        bail!(
+            "the token is not a join token (K10<hash>::node:<secret>): copy it from the server's <data-dir>/server/node-token"
+        );
+    };
+    let rest = args
+        .server
+        .strip_prefix("https://")
+        .context("--server must be an https:// URL")?
+        .trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().context("--server port")?),
+        None => (rest.to_string(), 443),
+    };
+    let ca_pem = rudder_http::fetch_ca(&host, port, hash)
+        .await
+        .with_context(|| format!("fetching the cluster CA from {}", args.server))?;
+    let mut config = kube::Config::new(args.server.parse().context("--server")?);
+    config.root_cert = Some(rudder_http::pem_certs(&ca_pem)?);
+    config.auth_info.token = Some(secret.to_string().into());
+    let client = kube::Client::try_from(config)?;
+    let node_name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(crate::server::default_node_name);
+    let node_ip = args
+        .node_ip
+        .clone()
+        .unwrap_or_else(crate::server::default_node_ip);
+    let names = [
+        node_ip.as_str(),
+        node_name.as_str(),
+        "127.0.0.1",
+        "localhost",
+    ]
+    .map(String::from);
+    let serving = self_signed(&names)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let agent = rudder_agent::Agent::start(
+        client,
+        rudder_agent::Config {
+            data_dir: args.data_dir.clone(),
+            node_name: node_name.clone(),
+            node_ip,
+            control_plane: false,
+            port: args.kubelet_port,
+            tls: rudder_agent::Tls { ca_pem, serving },
+            container_log_max_bytes: args.container_log_max_size,
+            container_log_max_files: args.container_log_max_files as usize,
+        },
+    )
+    .await
+    .context("starting the node agent")?;
+    tracing::info!(node = %node_name, server = %args.server, "rudder agent running; stop it with SIGTERM or Ctrl-C");
+    let sig = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = sig, "shutting down");
+    agent.stop().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// A self-signed serving certificate for the agent.
+fn self_signed(names: &[String]) -> anyhow::Result<rudder_http::CertKey> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rudder-agent");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key)?;
+    Ok(rudder_http::CertKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
