@@ -383,6 +383,7 @@ async fn run(
         cache.progress.send_replace(revision);
         let mut stream = match store.watch(&cache.prefix, revision + 1).await {
             Ok(s) => s,
+            Err(rudder_store::Error::Closed) => return,
             Err(e) => {
                 tracing::warn!(prefix = %cache.prefix, "watch cache watch failed, listing again: {}", store_error(e).message);
                 tokio::time::sleep(backoff).await;
@@ -420,6 +421,7 @@ async fn run(
             }
         };
         match ended {
+            Some(rudder_store::Error::Closed) => return,
             Some(e) => {
                 tracing::info!(prefix = %cache.prefix, "watch cache lists again: {}", store_error(e).message);
             }
