@@ -1,14 +1,15 @@
-//! `bench/run pod-startup`: a real `rudder server` with its node agent
-//! (release build, its own containerd, runc, CNI bridge) on this machine.
+//! `bench/run pod-startup`: a real `rudder server --disable-agent` and a
+//! `rudder agent` joined to it with the server's token (release builds,
+//! the agent's own containerd, runc, CNI bridge) on this machine.
 //!
 //! Rows: 30 pods created one at a time, 30 created at once, and 110 (a
 //! full node) at once; for each, the time from create to Running+Ready as
 //! seen through a watch, p50/p99. In the same run, the raw CRI path
 //! (RunPodSandbox + CreateContainer + StartContainer straight against the
 //! agent's containerd, one at a time and 30 at once) is the floor, and the
-//! ratio to it is printed. With 110 pods running: the server's RSS (API
-//! server, controllers and agent in one process), containerd's, and their
-//! CPU use at rest. One `key: value` line per figure.
+//! ratio to it is printed. With 110 pods running: the RSS and CPU at rest
+//! of the control plane, the agent and containerd. One `key: value` line
+//! per figure.
 
 #![allow(clippy::unwrap_used)] // a benchmark that hits an error should stop loudly
 
@@ -34,17 +35,24 @@ use common::selected;
 const NODE: &str = "bench-node";
 const IMAGE: &str = "docker.io/local/busybox:v1";
 
+/// The control plane (`rudder server --disable-agent`) and the node
+/// (`rudder agent`, joined with the server's token) as two processes, so
+/// that each one's memory and CPU show.
 struct Server {
     child: Child,
+    agent: Option<Child>,
+    port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        for child in self.agent.iter_mut().chain([&mut self.child]) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -301,24 +309,17 @@ async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 
 fn start_server(binary: &Path) -> Result<Server> {
     let dir = tempfile::tempdir()?;
-    let images = dir.path().join("data/agent/images");
+    let images = dir.path().join("node/agent/images");
     std::fs::create_dir_all(&images)?;
     let busybox = rudder_cri::oci::busybox_image(IMAGE)
         .context("/bin/busybox: install the Debian package busybox-static")?;
     std::fs::write(images.join("busybox.tar"), busybox)?;
-    let port = rudder_testing::free_port()?.to_string();
-    let kubelet_port = rudder_testing::free_port()?.to_string();
+    let port_number = rudder_testing::free_port()?;
+    let port = port_number.to_string();
     let data = dir.path().join("data");
     let kubeconfig = dir.path().join("kubeconfig");
     let child = Command::new(binary)
-        .args([
-            "server",
-            "--https-listen-port",
-            &port,
-            "--kubelet-port",
-            &kubelet_port,
-        ])
-        .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
+        .args(["server", "--disable-agent", "--https-listen-port", &port])
         .arg("--data-dir")
         .arg(&data)
         .arg("--write-kubeconfig")
@@ -327,14 +328,38 @@ fn start_server(binary: &Path) -> Result<Server> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()?;
-    Ok(Server { child, dir })
+    Ok(Server {
+        child,
+        agent: None,
+        port: port_number,
+        dir,
+    })
+}
+
+/// Joins this machine as the node, with the server's token.
+fn start_agent(binary: &Path, server: &mut Server, port: u16) -> Result<()> {
+    let token = std::fs::read_to_string(server.dir.path().join("data/server/node-token"))
+        .context("the server's node token")?;
+    let kubelet_port = rudder_testing::free_port()?.to_string();
+    let agent = Command::new(binary)
+        .args(["agent", "--server", &format!("https://127.0.0.1:{port}")])
+        .args(["--token", token.trim(), "--kubelet-port", &kubelet_port])
+        .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(server.dir.path().join("node"))
+        .env("RUDDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    server.agent = Some(agent);
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let binary =
         PathBuf::from(std::env::var("RUDDER_BIN").unwrap_or("target/release/rudder".into()));
-    let server = start_server(&binary)?;
+    let mut server = start_server(&binary)?;
     let kubeconfig = server.dir.path().join("kubeconfig");
     let started = Instant::now();
     while !kubeconfig.exists() {
@@ -343,6 +368,8 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let port = server.port;
+    start_agent(&binary, &mut server, port)?;
     let client = client(&kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
@@ -363,7 +390,7 @@ async fn main() -> Result<()> {
         "bench: node ready after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let data = server.dir.path().join("data");
+    let data = server.dir.path().join("node");
     let socket = data.join("agent/containerd/containerd.sock");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let ready: ReadyAt = Arc::default();
@@ -427,16 +454,21 @@ async fn main() -> Result<()> {
             });
         tokio::time::sleep(Duration::from_secs(5)).await;
         let window = Duration::from_secs(10);
-        let (s0, c0) = (cpu_ticks(server_pid), containerd_pid.map_or(0, cpu_ticks));
+        let processes: Vec<(&str, u32)> = [
+            ("server", Some(server_pid)),
+            ("agent", server.agent.as_ref().map(Child::id)),
+            ("containerd", containerd_pid),
+        ]
+        .into_iter()
+        .filter_map(|(name, pid)| Some((name, pid?)))
+        .collect();
+        let before: Vec<u64> = processes.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
         tokio::time::sleep(window).await;
-        let (s1, c1) = (cpu_ticks(server_pid), containerd_pid.map_or(0, cpu_ticks));
         // Linux reports 100 ticks per second.
-        let pct = |ticks: u64| ticks as f64 / window.as_secs_f64();
-        println!("server_rss_mib_110_pods: {:.1}", rss_mib(server_pid));
-        println!("server_cpu_percent_110_pods_idle: {:.1}", pct(s1 - s0));
-        if let Some(pid) = containerd_pid {
-            println!("containerd_rss_mib_110_pods: {:.1}", rss_mib(pid));
-            println!("containerd_cpu_percent_110_pods_idle: {:.1}", pct(c1 - c0));
+        for ((name, pid), t0) in processes.iter().zip(before) {
+            let percent = (cpu_ticks(*pid) - t0) as f64 / window.as_secs_f64();
+            println!("{name}_rss_mib_110_pods: {:.1}", rss_mib(*pid));
+            println!("{name}_cpu_percent_110_pods_idle: {percent:.1}");
         }
         delete_all(&pods, &socket).await;
     }
