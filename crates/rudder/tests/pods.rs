@@ -442,6 +442,39 @@ fn logs_exec_attach_and_port_forward_reach_containers() {
         &["wait", "--for=condition=Ready", "pod/web", "--timeout=90s"],
     );
 
+    // An HTTPS probe, unverified as the kubelet's: the API server's
+    // /cacerts answers without authentication.
+    c.apply(
+        33,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls-probed}}
+spec:
+  nodeName: node-1
+  hostNetwork: true
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sleep, "3600"]
+    readinessProbe: {{httpGet: {{scheme: HTTPS, port: {port}, path: /cacerts}}, periodSeconds: 1}}
+"#,
+            port = c.port
+        ),
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/tls-probed",
+            "--timeout=90s",
+        ],
+    );
+    c.ok(33, &["delete", "pod", "tls-probed", "--timeout=60s"]);
+
     // Probes and hooks: postStart ran before the container counted as
     // started; readiness follows its probe; a failed liveness probe
     // restarts the container; preStop runs on deletion.

@@ -186,13 +186,6 @@ async fn http_get(http: &HTTPGetAction, t: &Target<'_>) -> Outcome {
     } else {
         format!("/{path}")
     };
-    let mut stream = connect(&host, port.into()).await?;
-    if http.scheme.as_deref() == Some("HTTPS") {
-        // Kubernetes does not verify the certificate either; a connection
-        // stands in for the TLS request until a TLS client without
-        // verification is wired in.
-        return Ok(());
-    }
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -200,23 +193,40 @@ async fn http_get(http: &HTTPGetAction, t: &Target<'_>) -> Outcome {
         request.push_str(&format!("{}: {}\r\n", h.name, h.value));
     }
     request.push_str("\r\n");
+    let head = if http.scheme.as_deref() == Some("HTTPS") {
+        // As the kubelet, without checking the certificate.
+        let config = rudder_http::client_config_unverified(None).map_err(|e| e.to_string())?;
+        let stream = rudder_http::connect_tls(std::sync::Arc::new(config), &host, port)
+            .await
+            .map_err(|e| e.to_string())?;
+        exchange(stream, &request).await?
+    } else {
+        exchange(connect(&host, port.into()).await?, &request).await?
+    };
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("malformed HTTP response: {:?}", head.lines().next()))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+/// Sends `request` and returns the start of the response.
+async fn exchange<S>(mut stream: S, request: &str) -> Result<String, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     stream
         .write_all(request.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
     let mut head = vec![0u8; 256];
     let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("malformed HTTP response: {:?}", line.lines().next()))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
-    }
+    Ok(String::from_utf8_lossy(&head[..n]).into_owned())
 }
 
 fn floor(s: &str, mut i: usize) -> usize {
