@@ -94,6 +94,11 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
             .await
         {
             Ok(_) => tracing::info!(node = %name, %cidr, "node IPAM: assigned podCIDR"),
+            // The node changed meanwhile (its agent wrote its status): the
+            // watch brings the newer version, and the next try.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(node = %name, "node IPAM: the node changed meanwhile; trying again");
+            }
             Err(e) => tracing::warn!(node = %name, "node IPAM: {e}"),
         }
     }
