@@ -72,6 +72,9 @@ pub struct Config {
     /// (containerLogMaxFiles, 5).
     pub container_log_max_bytes: u64,
     pub container_log_max_files: usize,
+    /// An existing CRI socket to use instead of starting containerd (the
+    /// kubelet's --container-runtime-endpoint).
+    pub runtime_endpoint: Option<PathBuf>,
 }
 
 /// A running agent; [`Agent::stop`] stops it and its containerd.
@@ -97,12 +100,37 @@ impl Agent {
             sandbox_image: PAUSE_IMAGE.into(),
             bridge: "rudder0".into(),
         };
-        let containerd = Containerd::start(&options).await?;
-        import_images(&containerd, &dir).await?;
-        let socket = containerd.socket().to_path_buf();
-        let containerd = Arc::new(tokio::sync::Mutex::new(Some(containerd)));
         let (down_tx, mut down) = tokio::sync::watch::channel(None::<String>);
-        let supervisor = tokio::spawn(supervise(containerd.clone(), options, down_tx));
+        let (containerd, socket, supervisor) = match &config.runtime_endpoint {
+            Some(socket) => {
+                tracing::info!(socket = %socket.display(), "using an existing container runtime");
+                let mut cri = Cri::connect(socket).await?;
+                cri.version().await?;
+                if let Err(e) = import_images(socket, &dir).await {
+                    tracing::warn!(
+                        "importing images into the existing runtime (needs containerd's ctr): {e}"
+                    );
+                }
+                // Nobody reports the runtime down: the health check does.
+                let keep = tokio::spawn(async move {
+                    let _down = down_tx;
+                    std::future::pending::<()>().await
+                });
+                (
+                    Arc::new(tokio::sync::Mutex::new(None)),
+                    socket.clone(),
+                    keep,
+                )
+            }
+            None => {
+                let containerd = Containerd::start(&options).await?;
+                import_images(containerd.socket(), &dir).await?;
+                let socket = containerd.socket().to_path_buf();
+                let containerd = Arc::new(tokio::sync::Mutex::new(Some(containerd)));
+                let supervisor = tokio::spawn(supervise(containerd.clone(), options, down_tx));
+                (containerd, socket, supervisor)
+            }
+        };
         let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
         let name = config.node_name.clone();
         let heartbeat = tokio::spawn(async move {
@@ -242,7 +270,7 @@ async fn supervise(
 
 /// Imports the agent's pause image and every archive in
 /// `<dir>/images/` (as k3s does with its images directory).
-async fn import_images(containerd: &Containerd, dir: &std::path::Path) -> Result<(), Error> {
+async fn import_images(socket: &std::path::Path, dir: &std::path::Path) -> Result<(), Error> {
     let images = dir.join("images");
     std::fs::create_dir_all(&images).map_err(|source| Error::Io {
         what: "creating",
@@ -257,7 +285,7 @@ async fn import_images(containerd: &Containerd, dir: &std::path::Path) -> Result
             source,
         }
     })?;
-    containerd.import(&pause).await?;
+    rudder_cri::containerd::import(socket, &pause).await?;
     let mut archives: Vec<PathBuf> = std::fs::read_dir(&images)
         .map_err(|source| Error::Io {
             what: "reading",
@@ -271,7 +299,7 @@ async fn import_images(containerd: &Containerd, dir: &std::path::Path) -> Result
     archives.sort();
     for archive in archives {
         tracing::info!(archive = %archive.display(), "importing image archive");
-        containerd.import(&archive).await?;
+        rudder_cri::containerd::import(socket, &archive).await?;
     }
     Ok(())
 }

@@ -53,6 +53,9 @@ pub(crate) struct Args {
     /// Port of the node agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Use this existing CRI socket (unix:///path or /path) instead of starting containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
     /// Container logs are rotated when they grow beyond this size (the kubelet's containerLogMaxSize).
     #[arg(long, default_value = "10Mi", value_parser = parse_size)]
     container_log_max_size: u64,
@@ -189,6 +192,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             tls,
             container_log_max_bytes: args.container_log_max_size,
             container_log_max_files: args.container_log_max_files as usize,
+            runtime_endpoint: args
+                .container_runtime_endpoint
+                .as_deref()
+                .map(|e| PathBuf::from(e.trim_start_matches("unix://"))),
         };
         let started = match controller_client(&kubeconfig).await {
             Ok(client) => rudder_agent::Agent::start(client, config)

@@ -503,3 +503,73 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// `--container-runtime-endpoint`: the agent uses a containerd it did not
+/// start.
+#[test]
+fn the_agent_uses_an_existing_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let containerd = rt
+        .block_on(rudder_cri::containerd::Containerd::start(
+            &rudder_cri::containerd::Options {
+                dir: runtime_dir.path().join("containerd"),
+                pod_subnet: "10.42.0.0/24".into(),
+                sandbox_image: rudder_agent::PAUSE_IMAGE.into(),
+                bridge: "rudder-ext".into(),
+            },
+        ))
+        .unwrap();
+    let socket = format!("unix://{}", containerd.socket().display());
+    let dir = common::node_dir();
+    let data = dir.path().join("data");
+    let mut c = Cluster::start_with_agent_in(
+        dir,
+        &[
+            "--node-name",
+            "node-1",
+            "--node-ip",
+            "127.0.0.1",
+            "--container-runtime-endpoint",
+            &socket,
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "run",
+            "outside",
+            "--image=local/busybox:v1",
+            r#"--overrides={"spec":{"nodeName":"node-1","terminationGracePeriodSeconds":0}}"#,
+            "--command",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/outside",
+            "--timeout=60s",
+        ],
+    );
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &format!("{}/agent/containerd", data.display())])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "the agent started its own containerd");
+    c.ok(33, &["delete", "pod", "outside", "--timeout=60s"]);
+    let left = common::pod_netns_left();
+    assert!(c.server.terminate().success());
+    rt.block_on(containerd.stop());
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "rudder-ext"])
+        .status();
+    common::clean_node(&left, &data);
+}
