@@ -373,8 +373,8 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
             "--timeout=60s",
         ],
     );
-    let left = common::pod_netns_left();
     let data = c.dir.path().join("data");
+    let left = common::pods_left(&common::agent_socket(&data));
     assert!(c.server.terminate().success());
     common::clean_node(&left, &data);
 }
@@ -485,7 +485,7 @@ fn an_agent_joins_with_the_node_token() {
     );
 
     c.ok(33, &["delete", "pod", "joined", "--timeout=60s"]);
-    let left = common::pod_netns_left();
+    let left = common::pods_left(&common::agent_socket(&data));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status();
@@ -565,7 +565,7 @@ fn the_agent_uses_an_existing_runtime() {
         .unwrap();
     assert!(ps.stdout.is_empty(), "the agent started its own containerd");
     c.ok(33, &["delete", "pod", "outside", "--timeout=60s"]);
-    let left = common::pod_netns_left();
+    let left = common::pods_left(containerd.socket());
     assert!(c.server.terminate().success());
     rt.block_on(containerd.stop());
     let _ = std::process::Command::new("ip")

@@ -313,18 +313,65 @@ pub fn db_file(data_dir: &Path) -> PathBuf {
     data_dir.join("server").join("db").join("state.redb")
 }
 
-/// Waits (within a bound) until the node has no pod network namespace
-/// left; returns those left.
-pub fn pod_netns_left() -> String {
+/// The CRI socket of the agent whose data dir is `data`.
+pub fn agent_socket(data: &Path) -> PathBuf {
+    data.join("agent/containerd/containerd.sock")
+}
+
+/// The sandboxes the runtime at `socket` has: (pod uid, ready).
+pub fn sandboxes(socket: &Path) -> Vec<(String, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(mut cri) = rudder_cri::Cri::connect(socket).await else {
+            return Vec::new();
+        };
+        let Ok(list) = cri
+            .runtime
+            .list_pod_sandbox(rudder_cri::api::ListPodSandboxRequest { filter: None })
+            .await
+        else {
+            return Vec::new();
+        };
+        list.into_inner()
+            .items
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels
+                        .get("io.kubernetes.pod.uid")
+                        .cloned()
+                        .unwrap_or_default(),
+                    s.state == rudder_cri::api::PodSandboxState::SandboxReady as i32,
+                )
+            })
+            .collect()
+    })
+}
+
+/// Waits (within a bound) until the runtime at `socket` has no sandbox
+/// and the node no pod network namespace (finished pods leave the API
+/// before the agent removes them); returns what is left, if anything.
+pub fn pods_left(socket: &Path) -> String {
     let mut left = String::new();
     for _ in 0..300 {
         let netns = Command::new("ip").args(["netns"]).output().unwrap();
-        left = String::from_utf8_lossy(&netns.stdout).to_string();
-        if !left.contains("cni-") {
+        let netns = String::from_utf8_lossy(&netns.stdout).to_string();
+        let sandboxes = sandboxes(socket);
+        left = String::new();
+        if netns.contains("cni-") {
+            left.push_str(&format!("network namespaces: {netns}"));
+        }
+        if !sandboxes.is_empty() {
+            left.push_str(&format!("sandboxes: {sandboxes:?}"));
+        }
+        if left.is_empty() {
             break;
         }
-        // Polling another system's state (the host's namespaces) within a
-        // bound, not timing anything: no tokio runtime here.
+        // Polling another system's state (the runtime, the host's
+        // namespaces) within a bound, not timing anything.
         #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -338,10 +385,24 @@ pub fn clean_node(netns_left: &str, data: &Path) {
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(hierarchy.path().join("kubepods"));
     }
-    assert!(
-        !netns_left.contains("cni-"),
-        "network namespaces left: {netns_left}"
-    );
+    assert!(netns_left.is_empty(), "left behind: {netns_left}");
+    // Shims end once containerd deleted their tasks.
+    let pattern = format!("containerd-shim.*{}", data.display());
+    let mut shims = String::new();
+    for _ in 0..100 {
+        let out = Command::new("pgrep")
+            .args(["-af", &pattern])
+            .output()
+            .unwrap();
+        shims = String::from_utf8_lossy(&out.stdout).to_string();
+        if shims.is_empty() {
+            break;
+        }
+        // Waiting for other processes to exit, within a bound.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(shims.is_empty(), "shims left: {shims}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let data = data.to_string_lossy();
     let left: Vec<&str> = mounts
