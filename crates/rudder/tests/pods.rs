@@ -330,6 +330,35 @@ fn pod_specs_run_as_on_kubernetes() {
     let pod = json(&c.ok(33, &["get", "pod", "deadline", "-o", "json"]));
     assert_eq!(pod["status"]["phase"], "Failed");
 
+    // hostPort: the node's port reaches the pod (CNI portmap).
+    let host_port = rudder_testing::free_port().unwrap();
+    c.apply(
+        33,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: host-port}}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: local/busybox:v1
+    command: [sh, -c, 'mkdir -p /www && echo via-host-port > /www/index.html && httpd -f -p 8080 -h /www']
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"#
+        ),
+    );
+    wait("condition=Ready", "host-port");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    use std::io::{Read, Write};
+    conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.ends_with("via-host-port\n"), "{response}");
+
     // hostNetwork pods have the node's IP.
     wait("jsonpath={.status.phase}=Running", "host-network");
     let pod = json(&c.ok(33, &["get", "pod", "host-network", "-o", "json"]));
