@@ -382,8 +382,16 @@ pub fn pods_left(socket: &Path) -> String {
 /// (the bridge, the cgroup parents) and checks nothing else is left.
 pub fn clean_node(netns_left: &str, data: &Path) {
     let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
+    // Empty cgroups runc left (cpuset keeps a container's at times), then
+    // the parent.
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(hierarchy.path().join("kubepods"));
+        let parent = hierarchy.path().join("kubepods");
+        for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if child.path().is_dir() {
+                let _ = std::fs::remove_dir(child.path());
+            }
+        }
+        let _ = std::fs::remove_dir(parent);
     }
     assert!(netns_left.is_empty(), "left behind: {netns_left}");
     // Shims end once containerd deleted their tasks.
