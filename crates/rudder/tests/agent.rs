@@ -373,10 +373,7 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
             "--timeout=60s",
         ],
     );
-    let data = c.dir.path().join("data");
-    let left = common::pods_left(&common::agent_socket(&data));
-    assert!(c.server.terminate().success());
-    common::clean_node(&left, &data);
+    c.stop_and_check_node();
 }
 
 /// `rudder agent --server URL --token T`: another node joins with the

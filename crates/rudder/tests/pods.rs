@@ -365,10 +365,7 @@ spec:
     assert_eq!(pod["status"]["podIP"], "127.0.0.1");
 
     c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
-    let data = c.dir.path().join("data");
-    let left = common::pods_left(&common::agent_socket(&data));
-    assert!(c.server.terminate().success());
-    common::clean_node(&left, &data);
+    c.stop_and_check_node();
 }
 
 const STREAM_PODS: &str = r#"
@@ -801,10 +798,7 @@ spec:
     );
 
     c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
-    let data = c.dir.path().join("data");
-    let left = common::pods_left(&common::agent_socket(&data));
-    assert!(c.server.terminate().success());
-    common::clean_node(&left, &data);
+    c.stop_and_check_node();
 }
 
 /// The server (and its agent) killed with SIGKILL while pods start: after
@@ -1127,8 +1121,5 @@ spec:
     );
 
     c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
-    let data = c.dir.path().join("data");
-    let left = common::pods_left(&common::agent_socket(&data));
-    assert!(c.server.terminate().success());
-    common::clean_node(&left, &data);
+    c.stop_and_check_node();
 }

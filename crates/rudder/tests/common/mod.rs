@@ -206,6 +206,15 @@ impl Cluster {
         unreachable!("the loop returns or panics")
     }
 
+    /// Waits until the agent has removed every pod, stops the server and
+    /// checks the node is left clean (see [`clean_node`]).
+    pub fn stop_and_check_node(&mut self) {
+        let data = self.dir.path().join("data");
+        let left = pods_left(&agent_socket(&data));
+        assert!(self.server.terminate().success());
+        clean_node(&left, &data);
+    }
+
     /// Runs the kubectl of this minor version (27…33) against the cluster.
     pub fn kubectl(&self, minor: u32, args: &[&str]) -> Output {
         self.kubectl_with(minor, &self.kubeconfig, args, None)
@@ -382,17 +391,7 @@ pub fn pods_left(socket: &Path) -> String {
 /// (the bridge, the cgroup parents) and checks nothing else is left.
 pub fn clean_node(netns_left: &str, data: &Path) {
     let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
-    // Empty cgroups runc left (cpuset keeps a container's at times), then
-    // the parent.
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let parent = hierarchy.path().join("kubepods");
-        for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-            if child.path().is_dir() {
-                let _ = std::fs::remove_dir(child.path());
-            }
-        }
-        let _ = std::fs::remove_dir(parent);
-    }
+    remove_kubepods_cgroups();
     assert!(netns_left.is_empty(), "left behind: {netns_left}");
     // Shims end once containerd deleted their tasks.
     let pattern = format!("containerd-shim.*{}", data.display());
@@ -467,17 +466,7 @@ pub fn force_clean_node(data: &Path) {
         let _ = Command::new("umount").arg(p).status();
     }
     let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let parent = hierarchy.path().join("kubepods");
-        for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(child.path());
-        }
-        let _ = std::fs::remove_dir(parent);
-    }
+    remove_kubepods_cgroups();
 }
 
 /// A directory for a server with a node agent, holding the busybox test
@@ -491,4 +480,22 @@ pub fn node_dir() -> tempfile::TempDir {
         .expect("/bin/busybox: install the Debian package busybox-static");
     std::fs::write(images.join("busybox.tar"), busybox).unwrap();
     dir
+}
+
+/// Removes the empty cgroups runc left under `kubepods` (cpuset keeps a
+/// container's at times), then the parents.
+fn remove_kubepods_cgroups() {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let parent = hierarchy.path().join("kubepods");
+        for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if child.path().is_dir() {
+                let _ = std::fs::remove_dir(child.path());
+            }
+        }
+        let _ = std::fs::remove_dir(parent);
+    }
 }
