@@ -1096,8 +1096,12 @@ impl Worker {
             let list = instances.get(&c.name);
             let latest = list.and_then(|l| l.first()).cloned();
             let previous = list.and_then(|l| l.get(1)).cloned();
+            // Only a terminated instance has a message: running ones cost
+            // no file read on each sync.
             let message = |s: &Option<api::ContainerStatus>| {
-                let s = s.as_ref()?;
+                let s = s
+                    .as_ref()
+                    .filter(|s| s.state == api::ContainerState::ContainerExited as i32)?;
                 let attempt = s.metadata.as_ref().map_or(0, |m| m.attempt);
                 let file = container::termination_file(&pod_dir, &c.name, attempt);
                 let mut text = std::fs::read(file).ok()?;
