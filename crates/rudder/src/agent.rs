@@ -22,24 +22,8 @@ pub(crate) struct Args {
     /// Where the agent keeps its state (containerd, pods, logs).
     #[arg(long, default_value = "/var/lib/rudder", env = "RUDDER_DATA_DIR")]
     data_dir: PathBuf,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// This node's address (default: the host's first non-loopback IPv4).
-    #[arg(long)]
-    node_ip: Option<String>,
-    /// Port of the agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
-    /// Use this existing CRI socket (unix:///path or /path) instead of starting containerd.
-    #[arg(long)]
-    container_runtime_endpoint: Option<String>,
-    /// Container logs are rotated when they grow beyond this size.
-    #[arg(long, default_value = "10Mi", value_parser = crate::server::parse_size)]
-    container_log_max_size: u64,
-    /// How many files of each container's log are kept.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
-    container_log_max_files: u64,
+    #[command(flatten)]
+    node: crate::node::NodeArgs,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -70,40 +54,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     config.root_cert = Some(rudder_http::pem_certs(&ca_pem)?);
     config.auth_info.token = Some(secret.to_string().into());
     let client = kube::Client::try_from(config)?;
-    let node_name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(crate::server::default_node_name);
-    let node_ip = args
-        .node_ip
-        .clone()
-        .unwrap_or_else(crate::server::default_node_ip);
-    let names = [
-        node_ip.as_str(),
-        node_name.as_str(),
-        "127.0.0.1",
-        "localhost",
-    ]
-    .map(String::from);
+    let node_name = args.node.name();
+    let names = args.node.serving_names();
     let serving = self_signed(&names)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let agent = rudder_agent::Agent::start(
         client,
-        rudder_agent::Config {
-            data_dir: args.data_dir.clone(),
-            node_name: node_name.clone(),
-            node_ip,
-            control_plane: false,
-            port: args.kubelet_port,
-            tls: rudder_agent::Tls { ca_pem, serving },
-            container_log_max_bytes: args.container_log_max_size,
-            container_log_max_files: args.container_log_max_files as usize,
-            runtime_endpoint: args
-                .container_runtime_endpoint
-                .as_deref()
-                .map(|e| PathBuf::from(e.trim_start_matches("unix://"))),
-        },
+        args.node
+            .config(&args.data_dir, false, rudder_agent::Tls { ca_pem, serving }),
     )
     .await
     .context("starting the node agent")?;

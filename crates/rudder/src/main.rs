@@ -3,6 +3,7 @@
 
 mod agent;
 mod image;
+mod node;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -44,24 +44,8 @@ pub(crate) struct Args {
     /// Pod IPs come from this range: each node gets a /24 of it.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// This node's address (default: the host's first non-loopback IPv4).
-    #[arg(long)]
-    node_ip: Option<String>,
-    /// Port of the node agent's HTTPS server (logs, exec, attach, port-forward), as the kubelet's --port.
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
-    /// Use this existing CRI socket (unix:///path or /path) instead of starting containerd.
-    #[arg(long)]
-    container_runtime_endpoint: Option<String>,
-    /// Container logs are rotated when they grow beyond this size (the kubelet's containerLogMaxSize).
-    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
-    container_log_max_size: u64,
-    /// How many files of each container's log are kept, the current one included (containerLogMaxFiles).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
-    container_log_max_files: u64,
+    #[command(flatten)]
+    node: crate::node::NodeArgs,
     /// How long events are kept after their last update (kube-apiserver's --event-ttl).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     event_ttl: std::time::Duration,
@@ -71,14 +55,6 @@ pub(crate) struct Args {
     /// How often old store history is compacted (kube-apiserver's default: 5m).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     compaction_interval: std::time::Duration,
-}
-
-/// A size such as `10Mi`, `512Ki` or `1000000`.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    rudder_api::quantity::parse_value(s)
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("{s:?} is not a size such as 10Mi or 512Ki"))
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -148,20 +124,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let controller_kubeconfig = api.controller_kubeconfig().to_string();
-    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
-    let node_ip = args.node_ip.clone().unwrap_or_else(default_node_ip);
+    let node_name = args.node.name();
     let agent_setup = if args.disable_agent {
         None
     } else {
         let kubeconfig =
             api.kubeconfig_for(&format!("system:node:{node_name}"), Some("system:nodes"))?;
-        let names = [
-            node_ip.as_str(),
-            node_name.as_str(),
-            "127.0.0.1",
-            "localhost",
-        ]
-        .map(String::from);
+        let names = args.node.serving_names();
         let (ca_pem, serving) = api.agent_serving_cert(&names)?;
         Some((kubeconfig, rudder_agent::Tls { ca_pem, serving }))
     };
@@ -183,20 +152,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut agent = None;
     if let Some((kubeconfig, tls)) = agent_setup {
-        let config = rudder_agent::Config {
-            data_dir: args.data_dir.clone(),
-            node_name: node_name.clone(),
-            node_ip,
-            control_plane: true,
-            port: args.kubelet_port,
-            tls,
-            container_log_max_bytes: args.container_log_max_size,
-            container_log_max_files: args.container_log_max_files as usize,
-            runtime_endpoint: args
-                .container_runtime_endpoint
-                .as_deref()
-                .map(|e| PathBuf::from(e.trim_start_matches("unix://"))),
-        };
+        let config = args.node.config(&args.data_dir, true, tls);
         let started = match controller_client(&kubeconfig).await {
             Ok(client) => rudder_agent::Agent::start(client, config)
                 .await
@@ -250,28 +206,8 @@ async fn controller_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// The node's name when none is given: the host name.
-pub(crate) fn default_node_name() -> String {
-    host_names()
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "rudder".into())
-}
-
-/// The node's address when none is given: the first non-loopback IPv4.
-pub(crate) fn default_node_ip() -> String {
-    host_names()
-        .iter()
-        .find(|n| {
-            n.parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
 /// This machine's host name and addresses, for the serving certificate.
-fn host_names() -> Vec<String> {
+pub(crate) fn host_names() -> Vec<String> {
     let mut names = Vec::new();
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         names.push(h.trim().to_string());
