@@ -2,8 +2,10 @@
 //! here as kube-apiserver checks them (the container exists, the pod has
 //! a node), then forwarded to the pod's node agent over HTTPS with the
 //! API server's kubelet client certificate. Exec, attach and port-forward
-//! streams (SPDY/3.1 or WebSocket) are upgraded end to end: the bytes
-//! pass through unchanged.
+//! streams (SPDY/3.1, WebSocket v4 and older) are upgraded end to end: the
+//! bytes pass through unchanged. WebSocket exec `v5.channel.k8s.io` and
+//! port-forward tunnelled in WebSocket, which the node's runtime does not
+//! speak, are translated to SPDY here, as kube-apiserver does.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use rudder_api::StatusError;
 use rudder_api::registry;
+use rudder_http::streams::Translation;
 use serde_json::Value;
 
 use crate::State;
@@ -67,7 +70,8 @@ pub(crate) async fn pod_subresource(
     } else {
         format!("{path}?{}", rest.join("&"))
     };
-    to_node(state, req, node_name, &path_and_query).await
+    let translation = Translation::of(req.headers(), sub);
+    to_node(state, req, node_name, &path_and_query, translation).await
 }
 
 /// `nodes/NAME/proxy/PATH`: the path on the node's agent
@@ -83,15 +87,16 @@ pub(crate) async fn node_path(
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    to_node(state, req, node, &path_and_query).await
+    to_node(state, req, node, &path_and_query, None).await
 }
 
-/// Forwards the request to the agent of `node_name`.
+/// Forwards the request to the agent of `node_name`, or translates it.
 async fn to_node(
     state: &State,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     node_name: &str,
     path_and_query: &str,
+    translation: Option<Translation>,
 ) -> Result<Response<Body>, StatusError> {
     let nodes = Target {
         resource: registry::lookup("", "v1", "nodes").expect("nodes are registered"),
@@ -111,10 +116,33 @@ async fn to_node(
     let io = rudder_http::connect_tls(Arc::clone(&state.kubelet_tls), &host, port)
         .await
         .map_err(unreachable)?;
-    let resp = rudder_http::forward(req, io, &format!("{host}:{port}"), path_and_query)
+    let authority = format!("{host}:{port}");
+    let Some(translation) = translation else {
+        let resp = rudder_http::forward(req, io, &authority, path_and_query)
+            .await
+            .map_err(unreachable)?;
+        return Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()));
+    };
+    // The node switches to SPDY first, so that a refusal (a container
+    // that is gone, …) reaches the client as the node's own answer.
+    let node = match translation
+        .connect(io, &authority, path_and_query)
         .await
-        .map_err(unreachable)?;
-    Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed()))
+        .map_err(unreachable)?
+    {
+        Ok(node) => node,
+        Err(refused) => return Ok(refused.map(|b| b.map_err(std::io::Error::other).boxed())),
+    };
+    let accept = translation.accept(req.headers());
+    let client = hyper::upgrade::on(&mut req);
+    let query = rudder_http::query_pairs(path_and_query.split_once('?').map_or("", |(_, q)| q));
+    tokio::spawn(async move {
+        match client.await {
+            Ok(client) => translation.run(client, node, &query).await,
+            Err(e) => tracing::debug!("upgrading a client's stream: {e}"),
+        }
+    });
+    Ok(accept.map(|()| crate::http::full(bytes::Bytes::new())))
 }
 
 /// The container a request is for: the one named, or the only one.

@@ -10,6 +10,13 @@
 //!   connections are spliced. The API server forwards `pods/log`,
 //!   `pods/exec`, … to the node agent this way, and the agent forwards
 //!   streams to its runtime's streaming server.
+//! - [`streams`]: WebSocket streams the runtime does not speak (exec over
+//!   `v5.channel.k8s.io`, port-forward tunnelled in WebSocket), translated
+//!   to SPDY/3.1 ([`spdy`], [`websocket`]).
+
+pub mod spdy;
+pub mod streams;
+pub mod websocket;
 
 use std::sync::Arc;
 

@@ -655,6 +655,23 @@ spec:
         assert_eq!(String::from_utf8_lossy(&out.stdout), "in web\n");
         assert_eq!(out.status.code(), Some(3), "kubectl 1.{v}");
         let kubeconfig = c.kubeconfig.clone();
+        // kubectl 1.30+ speak WebSocket v5 (GET), which the API server
+        // translates to the node's SPDY; older ones speak SPDY (POST).
+        let out = c.kubectl_with(
+            v,
+            &kubeconfig,
+            &["exec", "web", "-c", "main", "-v=6", "--", "true"],
+            None,
+        );
+        let verb = if v >= 30 { "GET" } else { "POST" };
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.lines().any(|l| (l.contains(&format!("verb=\"{verb}\""))
+                || l.contains(&format!("{verb} https://")))
+                && l.contains("/exec?")
+                && l.contains("101 Switching Protocols")),
+            "kubectl 1.{v}: {log}"
+        );
         let out = c.kubectl_with(
             v,
             &kubeconfig,
@@ -688,6 +705,38 @@ spec:
         ],
     );
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied\n");
+    // A file larger than any one message, both ways over WebSocket v5:
+    // stdin ends with v5's CLOSE signal, or tar would wait for more.
+    let big: Vec<u8> = (0u32..3_000_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let local = c.dir.path().join("big.bin");
+    std::fs::write(&local, &big).unwrap();
+    c.ok(
+        33,
+        &[
+            "cp",
+            local.to_str().unwrap(),
+            "web:/tmp/big.bin",
+            "-c",
+            "side",
+        ],
+    );
+    let back = c.dir.path().join("big-back.bin");
+    c.ok(
+        33,
+        &[
+            "cp",
+            "web:/tmp/big.bin",
+            back.to_str().unwrap(),
+            "-c",
+            "side",
+        ],
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == big,
+        "3 MB copied there and back"
+    );
 
     // Attach: `kubectl run -i --rm`.
     for v in [27, 33] {
@@ -723,12 +772,19 @@ spec:
     // Port-forward.
     for v in [27, 33] {
         let home = c.dir.path().join(format!("home-{v}"));
+        let log_path = c.dir.path().join(format!("port-forward-{v}.log"));
         let mut pf = std::process::Command::new(common::kubectl_binary(v))
-            .args(["port-forward", "pod/web", ":8080", "--address=127.0.0.1"])
+            .args([
+                "port-forward",
+                "pod/web",
+                ":8080",
+                "--address=127.0.0.1",
+                "-v=6",
+            ])
             .env("HOME", &home)
             .env("KUBECONFIG", &c.kubeconfig)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -753,6 +809,16 @@ spec:
         assert!(
             response.starts_with("HTTP/1.") && response.ends_with("served\n"),
             "kubectl 1.{v}: {response}"
+        );
+        // 1.31+ tunnel SPDY in WebSocket (GET); older ones speak SPDY (POST).
+        let verb = if v >= 31 { "GET" } else { "POST" };
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            log.lines().any(|l| (l.contains(&format!("verb=\"{verb}\""))
+                || l.contains(&format!("{verb} https://")))
+                && l.contains("/portforward")
+                && l.contains("101 Switching Protocols")),
+            "kubectl 1.{v}: {log}"
         );
     }
 

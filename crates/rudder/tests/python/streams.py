@@ -1,4 +1,4 @@
-"""The official Python client's exec and logs (WebSocket, v4.channel.k8s.io)
+"""The official Python client's exec and logs (WebSocket, v5.channel.k8s.io)
 against a running pod named by argv[2]; prints "python streams: ok"."""
 import sys
 
@@ -30,6 +30,17 @@ while "through stdin" not in got and resp.is_open():
     got += resp.read_stdout()
 resp.close()
 assert got == "through stdin\n", repr(got)
+
+# v5 (the API server's translation): closing stdin ends `cat`.
+resp = stream(v1.connect_get_namespaced_pod_exec, pod, "default",
+              command=["sh", "-c", "cat; echo done"], stderr=True, stdin=True,
+              stdout=True, tty=False, _preload_content=False)
+assert resp.subprotocol == "v5.channel.k8s.io", resp.subprotocol
+resp.write_stdin(b"bytes in\n")
+resp.close_channel(0)
+resp.run_forever(timeout=30)
+assert resp.returncode == 0, resp.returncode
+assert resp.read_stdout() == "bytes in\ndone\n"
 
 log = v1.read_namespaced_pod_log(pod, "default", tail_lines=1)
 assert log.startswith("line "), repr(log)
