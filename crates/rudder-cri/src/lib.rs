@@ -4,6 +4,7 @@
 //! `shared/notes/containerd-cri.md` found works on these machines.
 
 pub mod containerd;
+pub mod health;
 pub mod oci;
 
 use std::path::{Path, PathBuf};

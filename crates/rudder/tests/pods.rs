@@ -443,9 +443,58 @@ spec:
 /// Logs, exec, attach, port-forward and cp through the API server to the
 /// node agent, with the oldest and newest kubectl (SPDY/3.1; 1.33 tries
 /// WebSocket first) and the Python client (WebSocket).
+/// `local/etcd:v1`: the host's etcd and the C library it links, for a
+/// real gRPC server (etcd serves `grpc.health.v1.Health`) in a pod.
+fn etcd_image() -> Vec<u8> {
+    use rudder_cri::oci::{Config, Entry};
+    let etcd = rudder_testing::find_program("etcd").expect("etcd: apt-get install etcd-server");
+    let mut entries: Vec<Entry> = [
+        "tmp",
+        "usr",
+        "usr/bin",
+        "lib",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+    ]
+    .into_iter()
+    .map(|d| Entry::Dir(d.into()))
+    .collect();
+    for (path, from) in [
+        ("usr/bin/etcd", etcd.as_path()),
+        (
+            "lib/x86_64-linux-gnu/libc.so.6",
+            std::path::Path::new("/lib/x86_64-linux-gnu/libc.so.6"),
+        ),
+        (
+            "lib64/ld-linux-x86-64.so.2",
+            std::path::Path::new("/lib64/ld-linux-x86-64.so.2"),
+        ),
+    ] {
+        entries.push(Entry::File {
+            path: path.into(),
+            mode: 0o755,
+            data: std::fs::read(from).unwrap(),
+        });
+    }
+    let config = Config {
+        entrypoint: vec!["/usr/bin/etcd".into()],
+        cmd: [
+            "--data-dir=/tmp/etcd",
+            "--listen-client-urls=http://0.0.0.0:2379",
+            "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: vec![],
+    };
+    rudder_cri::oci::image_archive("docker.io/local/etcd:v1", &entries, &config)
+}
+
 #[test]
 fn logs_exec_attach_and_port_forward_reach_containers() {
     let dir = common::node_dir();
+    std::fs::write(dir.path().join("data/agent/images/etcd.tar"), etcd_image()).unwrap();
     let mut c = Cluster::start_with_agent_in(
         dir,
         &[
@@ -500,6 +549,79 @@ spec:
         ],
     );
     c.ok(33, &["delete", "pod", "tls-probed", "--timeout=60s"]);
+
+    // gRPC probes speak grpc.health.v1 to a real gRPC server (etcd):
+    // the whole server is SERVING (readiness, startup); an unknown service
+    // fails the liveness probe with the kubelet's words.
+    c.apply(
+        33,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc-probed}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: etcd
+    image: local/etcd:v1
+    readinessProbe: {grpc: {port: 2379}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc-unknown}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: etcd
+    image: local/etcd:v1
+    startupProbe: {grpc: {port: 2379}, periodSeconds: 1, failureThreshold: 60}
+    livenessProbe: {grpc: {port: 2379, service: no.such.Service}, periodSeconds: 1, failureThreshold: 1}
+"#,
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/grpc-probed",
+            "--timeout=90s",
+        ],
+    );
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
+            "pod/grpc-unknown",
+            "--timeout=90s",
+        ],
+    );
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=grpc-unknown",
+        ],
+    );
+    assert!(
+        events.contains(
+            "Liveness probe failed: error: health rpc probe failed: rpc error: code = NotFound"
+        ),
+        "{events}"
+    );
+    c.ok(
+        33,
+        &[
+            "delete",
+            "pod",
+            "grpc-probed",
+            "grpc-unknown",
+            "--timeout=60s",
+        ],
+    );
 
     // Probes and hooks: postStart ran before the container counted as
     // started; readiness follows its probe; a failed liveness probe

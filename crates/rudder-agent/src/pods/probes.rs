@@ -12,6 +12,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rudder_cri::{Cri, api};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// What probes call themselves, as the kubelet's do.
+const USER_AGENT: &str = "kube-probe/1.33";
+
 /// How much of a probe's output goes into an event.
 const OUTPUT_MAX: usize = 1024;
 
@@ -85,10 +88,10 @@ pub(crate) async fn run(probe: &Probe, t: Target<'_>) -> Outcome {
         } else if let Some(tcp) = &probe.tcp_socket {
             tcp_socket(tcp, &t).await
         } else if let Some(grpc) = &probe.grpc {
-            // The gRPC health protocol is not spoken yet: a connection to
-            // the port stands in for it.
-            let host = t.pod_ip.to_string();
-            connect(&host, grpc.port).await.map(drop)
+            let port =
+                u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+            let service = grpc.service.as_deref().unwrap_or_default();
+            rudder_cri::health::check(t.pod_ip, port, service, timeout, USER_AGENT).await
         } else {
             Ok(())
         }
@@ -187,7 +190,7 @@ async fn http_get(http: &HTTPGetAction, t: &Target<'_>) -> Outcome {
         format!("/{path}")
     };
     let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n"
     );
     for h in http.http_headers.iter().flatten() {
         request.push_str(&format!("{}: {}\r\n", h.name, h.value));
