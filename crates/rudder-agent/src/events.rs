@@ -23,6 +23,8 @@ pub(crate) struct Recorder {
     node: String,
     /// Each event's name and count.
     seen: Arc<Mutex<HashMap<Key, (String, i32)>>>,
+    /// Shared with pod status writes: bounds the API writes in flight.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -41,11 +43,16 @@ pub(crate) enum Kind {
 }
 
 impl Recorder {
-    pub(crate) fn new(client: kube::Client, node: String) -> Self {
+    pub(crate) fn new(
+        client: kube::Client,
+        node: String,
+        slots: Arc<tokio::sync::Semaphore>,
+    ) -> Self {
         Self {
             client,
             node,
             seen: Arc::default(),
+            slots,
         }
     }
 
@@ -130,7 +137,9 @@ impl Recorder {
             "lastTimestamp": now,
             "count": 1,
         }));
+        let slots = Arc::clone(&self.slots);
         tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let result = match event {
                 Ok(event) if count == 1 => events
                     .create(&PostParams::default(), &event)

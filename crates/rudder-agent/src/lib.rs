@@ -24,6 +24,10 @@ use serde_json::{Value, json};
 
 /// The version the agent reports as its kubelet version.
 pub const KUBELET_VERSION: &str = "v1.33.0+rudder";
+
+/// How many pod status and event writes are in flight at once (the
+/// kubelet bounds its API traffic too, by QPS).
+const API_CONCURRENCY: usize = 8;
 /// The sandbox image the agent makes and imports itself.
 pub const PAUSE_IMAGE: &str = "localhost/pause:3.10";
 /// How often the Lease is renewed (kubelet's default).
@@ -143,7 +147,11 @@ impl Agent {
         });
         let name = config.node_name.clone();
         let status_socket = socket.clone();
-        let recorder = events::Recorder::new(client.clone(), config.node_name.clone());
+        // Pod status and event writes share a few connections: a burst of
+        // pods starting would otherwise open (and keep) one each.
+        let api_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(API_CONCURRENCY));
+        let recorder =
+            events::Recorder::new(client.clone(), config.node_name.clone(), api_slots.clone());
         let node_events = recorder.clone();
         let status = tokio::spawn(async move {
             let mut last: Option<(bool, String)> = None;
@@ -180,6 +188,7 @@ impl Agent {
         let context = pods::Context {
             cri: Cri::connect(&socket).await?,
             events: recorder,
+            api_slots,
             client,
             node: config.node_name.clone(),
             node_ip: config.node_ip.clone(),

@@ -48,6 +48,8 @@ pub(crate) struct Context {
     /// under `logs/`.
     pub(crate) dir: PathBuf,
     pub(crate) events: Recorder,
+    /// Bounds the writes in flight to the API.
+    pub(crate) api_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) resources: NodeResources,
     /// The runtime as the last relist saw it.
     pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,

@@ -86,8 +86,10 @@ impl Worker {
         loop {
             let current = updates.borrow_and_update().clone();
             match current {
+                // Boxed: a worker at rest keeps only this loop's state, not
+                // the largest state of a sync (tens of KiB per pod).
                 Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
-                    self.sync(&pod).await;
+                    Box::pin(self.sync(&pod)).await;
                     last = Some(pod);
                 }
                 Some(pod) => {
@@ -100,12 +102,12 @@ impl Worker {
                                 .and_then(|s| s.termination_grace_period_seconds)
                         })
                         .unwrap_or(30);
-                    self.terminate(Some(&pod), grace).await;
-                    self.delete_object(&pod).await;
+                    Box::pin(self.terminate(Some(&pod), grace)).await;
+                    Box::pin(self.delete_object(&pod)).await;
                     return;
                 }
                 None => {
-                    self.terminate(last.as_deref(), 0).await;
+                    Box::pin(self.terminate(last.as_deref(), 0)).await;
                     return;
                 }
             }
@@ -1200,6 +1202,7 @@ impl Worker {
         }
         let name = pod.metadata.name.clone().unwrap_or_default();
         let patch = json!({ "status": status });
+        let _slot = Arc::clone(&self.ctx.api_slots).acquire_owned().await;
         match self
             .namespaced(pod)
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
