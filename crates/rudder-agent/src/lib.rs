@@ -25,9 +25,12 @@ use serde_json::{Value, json};
 /// The version the agent reports as its kubelet version.
 pub const KUBELET_VERSION: &str = "v1.33.0+rudder";
 
-/// How many pod status and event writes are in flight at once (the
-/// kubelet bounds its API traffic too, by QPS).
-const API_CONCURRENCY: usize = 8;
+/// How many pod status writes are in flight at once (the kubelet bounds
+/// its API traffic too, by QPS).
+const STATUS_CONCURRENCY: usize = 8;
+/// How many event writes are in flight at once. Events have slots of their
+/// own so that a burst of them never delays a pod's status.
+const EVENT_CONCURRENCY: usize = 4;
 /// The sandbox image the agent makes and imports itself.
 pub const PAUSE_IMAGE: &str = "localhost/pause:3.10";
 /// How often the Lease is renewed (kubelet's default).
@@ -147,11 +150,11 @@ impl Agent {
         });
         let name = config.node_name.clone();
         let status_socket = socket.clone();
-        // Pod status and event writes share a few connections: a burst of
+        // Pod status and event writes use a few connections: a burst of
         // pods starting would otherwise open (and keep) one each.
-        let api_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(API_CONCURRENCY));
-        let recorder =
-            events::Recorder::new(client.clone(), config.node_name.clone(), api_slots.clone());
+        let api_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_CONCURRENCY));
+        let event_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY));
+        let recorder = events::Recorder::new(client.clone(), config.node_name.clone(), event_slots);
         let node_events = recorder.clone();
         let status = tokio::spawn(async move {
             let mut last: Option<(bool, String)> = None;
