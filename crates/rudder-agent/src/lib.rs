@@ -5,9 +5,9 @@
 //! condition true to the runtime's health; [`pods`] runs the pods bound to
 //! the node. Like every component it is an API client (the `kube` crate).
 
-mod events;
 pub mod pods;
 mod server;
+pub mod simulated;
 
 pub use server::Tls;
 
@@ -154,7 +154,12 @@ impl Agent {
         // pods starting would otherwise open (and keep) one each.
         let api_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_CONCURRENCY));
         let event_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY));
-        let recorder = events::Recorder::new(client.clone(), config.node_name.clone(), event_slots);
+        let recorder = rudder_controllers::events::Recorder::new(
+            client.clone(),
+            "kubelet",
+            config.node_name.clone(),
+            event_slots,
+        );
         let node_events = recorder.clone();
         let status = tokio::spawn(async move {
             let mut last: Option<(bool, String)> = None;

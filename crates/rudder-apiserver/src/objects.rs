@@ -37,6 +37,18 @@ pub(crate) fn key(r: &Resource, namespace: Option<&str>, name: &str) -> String {
     }
 }
 
+/// The classes every cluster has (kube-apiserver creates them at start).
+fn builtin_priority_class(name: &str) -> Option<Value> {
+    let value = match name {
+        "system-node-critical" => 2_000_001_000,
+        "system-cluster-critical" => 2_000_000_000,
+        _ => return None,
+    };
+    Some(
+        json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": "PreemptLowerPriority"}),
+    )
+}
+
 pub(crate) fn collection_prefix(r: &Resource, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) if r.namespaced => format!("{}{ns}/", r.storage_prefix()),
@@ -294,6 +306,9 @@ impl Objects {
         );
         meta.insert("creationTimestamp".into(), Value::String(rfc3339_now()));
         strategy::prepare_for_create(r, &mut obj);
+        if (r.group, r.kind) == ("", "Pod") {
+            self.admit_priority(&name, &mut obj).await?;
+        }
         if strategy::has_generation(r) {
             obj["metadata"]["generation"] = json!(1);
         }
@@ -344,6 +359,64 @@ impl Objects {
                 "failed to allocate: the requested or drawn cluster IP or node port is already allocated",
             )],
         ))
+    }
+
+    /// The Priority admission plugin: a pod's `priorityClassName` (or the
+    /// global default class) gives its `priority` and `preemptionPolicy`;
+    /// an unknown class is refused (403).
+    async fn admit_priority(&self, name: &str, pod: &mut Value) -> Result<(), StatusError> {
+        let classes = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("PriorityClasses are registered");
+        let wanted = pod["spec"]["priorityClassName"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .map(String::from);
+        let class = match &wanted {
+            Some(c) => match builtin_priority_class(c) {
+                Some(builtin) => Some(builtin),
+                None => {
+                    let got = self
+                        .store
+                        .get(&key(classes, None, c))
+                        .await
+                        .map_err(store_error)?;
+                    match got {
+                        Some(kv) => Some(decode(&kv)?),
+                        None => {
+                            return Err(StatusError::forbidden(format!(
+                                "pods \"{name}\" is forbidden: no PriorityClass with name {c} was found"
+                            )));
+                        }
+                    }
+                }
+            },
+            None => {
+                let list = self
+                    .store
+                    .range(RangeRequest::prefix(collection_prefix(classes, None)))
+                    .await
+                    .map_err(store_error)?;
+                let mut default = None;
+                for kv in &list.kvs {
+                    let pc = decode(kv)?;
+                    if pc["globalDefault"] == true {
+                        default = Some(pc);
+                        break;
+                    }
+                }
+                default
+            }
+        };
+        let Some(class) = class else {
+            return Ok(());
+        };
+        let spec = &mut pod["spec"];
+        spec["priority"] = class["value"].clone();
+        spec["priorityClassName"] = class["metadata"]["name"].clone();
+        if let Some(policy) = class["preemptionPolicy"].as_str() {
+            spec["preemptionPolicy"] = json!(policy);
+        }
+        Ok(())
     }
 
     /// PUT: replaces the object (or, for `/status`, only its status).
@@ -457,8 +530,41 @@ impl Objects {
                     &format!("pod {name} is being deleted, cannot be assigned to a host"),
                 ));
             }
+            if let Some(uid) = binding["metadata"]["uid"]
+                .as_str()
+                .filter(|u| !u.is_empty())
+                && old["metadata"]["uid"].as_str() != Some(uid)
+            {
+                return Err(StatusError::conflict_with(
+                    r,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        old["metadata"]["uid"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
             let mut new = old.clone();
             new["spec"]["nodeName"] = node.into();
+            // The binding's annotations are copied to the pod, and the pod
+            // is marked scheduled (the binding storage's assignPod).
+            if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
+                for (k, v) in annotations {
+                    new["metadata"]["annotations"][k] = v.clone();
+                }
+            }
+            let mut conditions: Vec<Value> = new["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            conditions.retain(|c| c["type"] != "PodScheduled");
+            conditions.push(json!({
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": null,
+                "lastTransitionTime": rfc3339_now(),
+            }));
+            new["status"]["conditions"] = Value::Array(conditions);
             Ok(new)
         })
         .await?;

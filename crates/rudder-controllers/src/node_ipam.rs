@@ -2,7 +2,7 @@
 //! cluster CIDR, when it registers (kube-controller-manager's range
 //! allocator). A node keeps its podCIDR for life.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use futures_util::StreamExt;
@@ -46,61 +46,84 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
     let nodes: Api<Node> = Api::all(client);
     let mut events = watcher(nodes.clone(), watcher::Config::default())
         .default_backoff()
-        .applied_objects()
         .boxed();
+    // The ranges in use, by node, from the watch: the only writer of
+    // podCIDRs is this loop, so what it assigned counts at once.
+    let mut used: BTreeMap<String, String> = BTreeMap::new();
+    // Nodes seen during a relist, handled once it is complete (until then
+    // `used` is partial).
+    let mut listing: Option<Vec<Node>> = None;
+    // Nodes already told the range is full (said once, not on every update).
+    let mut told_full: BTreeSet<String> = BTreeSet::new();
     while let Some(event) = events.next().await {
-        let Ok(node) = event else { continue };
-        if pod_cidr(&node).is_some() {
-            continue;
-        }
-        let Some(name) = node.metadata.name.clone() else {
-            continue;
-        };
-        // The watch may be behind: ask for the node as it is now, and
-        // write only if it is still that (a podCIDR is set once).
-        let current = match nodes.get(&name).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(node = %name, "node IPAM: {e}");
+        let Ok(event) = event else { continue };
+        let pending = match event {
+            watcher::Event::Init => {
+                listing = Some(Vec::new());
+                used.clear();
+                continue;
+            }
+            watcher::Event::InitApply(node) => {
+                note(&mut used, &node);
+                if let Some(l) = listing.as_mut() {
+                    l.push(node);
+                }
+                continue;
+            }
+            watcher::Event::InitDone => listing.take().unwrap_or_default(),
+            watcher::Event::Apply(node) => {
+                note(&mut used, &node);
+                vec![node]
+            }
+            watcher::Event::Delete(node) => {
+                if let Some(name) = &node.metadata.name {
+                    used.remove(name);
+                    told_full.remove(name);
+                }
                 continue;
             }
         };
-        if pod_cidr(&current).is_some() {
-            continue;
-        }
-        // The used set comes from a fresh list: two nodes registering at
-        // once must not get the same range.
-        let used: BTreeSet<String> = match nodes.list(&Default::default()).await {
-            Ok(list) => list
-                .items
-                .iter()
-                .filter_map(|n| pod_cidr(n).map(String::from))
-                .collect(),
-            Err(e) => {
-                tracing::warn!("node IPAM: listing nodes: {e}");
+        for node in pending {
+            let Some(name) = node.metadata.name.clone() else {
+                continue;
+            };
+            if pod_cidr(&node).is_some() || used.contains_key(&name) {
                 continue;
             }
-        };
-        let Some(cidr) = next_free(network, len, &used) else {
-            tracing::error!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}");
-            continue;
-        };
-        let patch = json!({
-            "metadata": {"resourceVersion": current.metadata.resource_version},
-            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-        });
-        match nodes
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => tracing::info!(node = %name, %cidr, "node IPAM: assigned podCIDR"),
-            // The node changed meanwhile (its agent wrote its status): the
-            // watch brings the newer version, and the next try.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                tracing::debug!(node = %name, "node IPAM: the node changed meanwhile; trying again");
+            let taken: BTreeSet<String> = used.values().cloned().collect();
+            let Some(cidr) = next_free(network, len, &taken) else {
+                if told_full.insert(name.clone()) {
+                    tracing::warn!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}");
+                }
+                continue;
+            };
+            let patch = json!({
+                "metadata": {"resourceVersion": node.metadata.resource_version},
+                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+            });
+            match nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %name, %cidr, "node IPAM: assigned podCIDR");
+                    used.insert(name, cidr);
+                }
+                // The node changed meanwhile (its agent wrote its status):
+                // the watch brings the newer version, and the next try.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    tracing::debug!(node = %name, "node IPAM: the node changed meanwhile; trying again");
+                }
+                Err(e) => tracing::warn!(node = %name, "node IPAM: {e}"),
             }
-            Err(e) => tracing::warn!(node = %name, "node IPAM: {e}"),
         }
+    }
+}
+
+/// Records a node's podCIDR as used.
+fn note(used: &mut BTreeMap<String, String>, node: &Node) {
+    if let (Some(name), Some(cidr)) = (&node.metadata.name, pod_cidr(node)) {
+        used.insert(name.clone(), cidr.to_string());
     }
 }
 

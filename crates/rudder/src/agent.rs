@@ -24,6 +24,41 @@ pub(crate) struct Args {
     data_dir: PathBuf,
     #[command(flatten)]
     node: crate::node::NodeArgs,
+    #[command(flatten)]
+    simulated: Simulated,
+}
+
+/// Simulated nodes (like kwok): Nodes and Leases through the API, pods
+/// reported Running without containers, for scale tests.
+#[derive(Debug, clap::Args)]
+struct Simulated {
+    /// Run simulated nodes instead of a real one (no containerd needed).
+    #[arg(long)]
+    simulated: bool,
+    /// How many simulated nodes.
+    #[arg(long, default_value_t = 1, requires = "simulated")]
+    nodes: usize,
+    /// Simulated nodes are named PREFIX-0, PREFIX-1, ….
+    #[arg(long, default_value = "sim", requires = "simulated")]
+    node_prefix: String,
+    /// Each simulated node's CPU (capacity and allocatable).
+    #[arg(long, default_value = "32", requires = "simulated")]
+    sim_cpu: String,
+    /// Each simulated node's memory.
+    #[arg(long, default_value = "256Gi", requires = "simulated")]
+    sim_memory: String,
+    /// Each simulated node's pod capacity.
+    #[arg(long, default_value_t = 110, requires = "simulated")]
+    sim_pods: u32,
+    /// Spread the nodes over this many zones (topology.kubernetes.io/zone=zone-I).
+    #[arg(long, default_value_t = 0, requires = "simulated")]
+    sim_zones: usize,
+    /// Extra node labels, KEY=VALUE (repeatable).
+    #[arg(long = "sim-label", requires = "simulated")]
+    sim_labels: Vec<String>,
+    /// How often each simulated node renews its Lease, in seconds.
+    #[arg(long, default_value_t = 10, requires = "simulated")]
+    sim_lease_seconds: u64,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -54,6 +89,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     config.root_cert = Some(rudder_http::pem_certs(&ca_pem)?);
     config.auth_info.token = Some(secret.to_string().into());
     let client = kube::Client::try_from(config)?;
+    if args.simulated.simulated {
+        return simulate(client, args.simulated, &mut term, &mut int).await;
+    }
     let node_name = args.node.name();
     let names = args.node.serving_names();
     let serving = self_signed(&names)?;
@@ -74,6 +112,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(signal = sig, "shutting down");
     agent.stop().await;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Runs simulated nodes until a signal.
+async fn simulate(
+    client: kube::Client,
+    sim: Simulated,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    let labels = sim
+        .sim_labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--sim-label {l:?} is not KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = rudder_agent::simulated::SimConfig {
+        prefix: sim.node_prefix,
+        nodes: sim.nodes,
+        cpu: sim.sim_cpu,
+        memory: sim.sim_memory,
+        pods: sim.sim_pods,
+        labels,
+        zones: sim.sim_zones,
+        lease_interval: std::time::Duration::from_secs(sim.sim_lease_seconds.max(1)),
+    };
+    let run = rudder_agent::simulated::run(client, config);
+    tokio::pin!(run);
+    let sig = tokio::select! {
+        r = &mut run => return r.context("simulated nodes"),
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = sig, "simulated nodes stopping");
     Ok(())
 }
 

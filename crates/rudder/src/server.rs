@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// Run the control plane only, without a node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods then wait for another one to bind them).
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Port of the HTTPS API.
     #[arg(long, default_value_t = 6443)]
     https_listen_port: u16,
@@ -142,7 +145,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         cluster_cidr: args.cluster_cidr.clone(),
     };
     let controllers = match controller_client(&controller_kubeconfig).await {
-        Ok(client) => tokio::spawn(rudder_controllers::run(client, config)),
+        Ok(client) => {
+            let scheduler = (!args.disable_scheduler).then(|| {
+                let config = rudder_scheduler::scheduler::Config {
+                    host: host_names().into_iter().next().unwrap_or_default(),
+                    ..Default::default()
+                };
+                rudder_scheduler::run(client.clone(), config)
+            });
+            tokio::spawn(async move {
+                tokio::join!(rudder_controllers::run(client, config), async {
+                    if let Some(s) = scheduler {
+                        s.await;
+                    }
+                });
+            })
+        }
         Err(e) => {
             let _ = stop_tx.send(());
             let _ = api.await;

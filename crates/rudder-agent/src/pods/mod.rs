@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 pub(crate) use env::NodeResources;
 
-use crate::events::Recorder;
+use rudder_controllers::events::Recorder;
 
 pub(crate) const UID_LABEL: &str = "io.kubernetes.pod.uid";
 /// Pods' cgroups go under this parent.

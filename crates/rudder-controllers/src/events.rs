@@ -1,8 +1,9 @@
-//! Events about pods, as the kubelet records them (source `kubelet`,
-//! `involvedObject.fieldPath` naming the container), so that
-//! `kubectl describe pod` tells what happened. Repeats of the same event
-//! raise its `count` instead of adding another, as client-go's
-//! correlator does.
+//! Events, as Kubernetes components record them (`source.component`
+//! naming the kubelet or the scheduler, `involvedObject.fieldPath` naming a
+//! container), so that `kubectl describe` tells what happened. Repeats of
+//! the same event raise its `count` instead of adding another, as
+//! client-go's correlator does. Writes never block the caller: they run
+//! in the background, a bounded number at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,53 +19,62 @@ const REMEMBERED: usize = 4096;
 type Key = (String, String, String, String);
 
 #[derive(Clone)]
-pub(crate) struct Recorder {
+pub struct Recorder {
     client: kube::Client,
-    node: String,
+    /// `source.component` and `reportingComponent`: `kubelet`, `default-scheduler`.
+    component: &'static str,
+    /// `source.host` and `reportingInstance`: the node (for the kubelet) or
+    /// the host the component runs on.
+    host: String,
     /// Each event's name and count.
     seen: Arc<Mutex<HashMap<Key, (String, i32)>>>,
-    /// Shared with pod status writes: bounds the API writes in flight.
+    /// Bounds the API writes in flight.
     slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("node", &self.node)
+            .field("component", &self.component)
+            .field("host", &self.host)
             .finish()
     }
 }
 
 /// Normal or Warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Normal,
     Warning,
 }
 
 impl Recorder {
-    pub(crate) fn new(
+    /// A recorder for `component` running on `host`, writing at most
+    /// `slots` events at once.
+    pub fn new(
         client: kube::Client,
-        node: String,
+        component: &'static str,
+        host: String,
         slots: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         Self {
             client,
-            node,
+            component,
+            host,
             seen: Arc::default(),
             slots,
         }
     }
 
     /// Records an event about the node (its Ready transitions).
-    pub(crate) fn record_node(&self, node: &str, reason: &str, message: String) {
+    pub fn record_node(&self, node: &str, reason: &str, message: String) {
         let involved = json!({"kind": "Node", "name": node, "uid": node, "apiVersion": "v1"});
         self.emit("default", involved, node, Kind::Normal, reason, message);
     }
 
     /// Records an event about `pod` (about one of its containers if
     /// `field_path` is `spec.containers{name}`) without waiting for the API.
-    pub(crate) fn record(
+    pub fn record(
         &self,
         pod: &Pod,
         field_path: Option<String>,
@@ -130,9 +140,9 @@ impl Recorder {
             "reason": reason,
             "message": message,
             "type": event_type,
-            "source": {"component": "kubelet", "host": self.node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node,
+            "source": {"component": self.component, "host": self.host},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,

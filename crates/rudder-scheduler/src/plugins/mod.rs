@@ -1,0 +1,18 @@
+//! The in-tree plugins, one file each, with kube-scheduler's names and
+//! semantics.
+
+pub mod balanced_allocation;
+pub mod default_preemption;
+pub mod image_locality;
+pub mod inter_pod_affinity;
+pub mod node_affinity;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_resources_fit;
+pub mod node_unschedulable;
+pub mod pod_topology_spread;
+pub mod scheduling_gates;
+pub mod taint_toleration;
+
+#[cfg(test)]
+pub(crate) mod testing;
