@@ -602,6 +602,14 @@ fn pod_status(pod: &Value) -> String {
     if let Some(r) = pod["status"]["reason"].as_str() {
         reason = r.to_string();
     }
+    let gated = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated");
+    if gated {
+        reason = "SchedulingGated".into();
+    }
     for cs in pod["status"]["initContainerStatuses"]
         .as_array()
         .into_iter()

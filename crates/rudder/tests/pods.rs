@@ -364,6 +364,32 @@ spec:
     let pod = json(&c.ok(33, &["get", "pod", "host-network", "-o", "json"]));
     assert_eq!(pod["status"]["podIP"], "127.0.0.1");
 
+    // A pod without a node: the scheduler binds it to the real node, where
+    // it runs, and the events say so.
+    c.ok(
+        27,
+        &[
+            "run",
+            "scheduled",
+            "--image=local/busybox:v1",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    wait("condition=Ready", "scheduled");
+    let node = c.ok(
+        33,
+        &["get", "pod", "scheduled", "-o", "jsonpath={.spec.nodeName}"],
+    );
+    assert_eq!(node, "node-1");
+    let describe = c.ok(27, &["describe", "pod", "scheduled"]);
+    assert!(
+        describe.contains("Successfully assigned default/scheduled to node-1")
+            && describe.contains("Started"),
+        "{describe}"
+    );
+
     c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
     c.stop_and_check_node();
 }

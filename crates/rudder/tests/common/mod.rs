@@ -309,6 +309,71 @@ impl Cluster {
     }
 }
 
+/// `rudder agent --simulated`: simulated nodes joined to a cluster, killed
+/// when dropped.
+pub struct SimNodes {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl SimNodes {
+    /// Joins simulated nodes (`args`: `--nodes 3 --sim-cpu 2 …`) to `c`
+    /// and waits until they are registered.
+    pub fn join(c: &Cluster, args: &[&str]) -> Self {
+        let token = std::fs::read_to_string(c.dir.path().join("data/server/node-token")).unwrap();
+        let log = c
+            .dir
+            .path()
+            .join(format!("sim-{}.log", args.join("_").replace('/', "_")));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["agent", "--simulated", "--server"])
+            .arg(format!("https://127.0.0.1:{}", c.port))
+            .args(["--token", token.trim()])
+            .args(args)
+            .env("RUDDER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = forward_lines(child.stderr.take().unwrap());
+        let mut seen = Vec::new();
+        // A hang guard, not a timing assertion.
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+            let done = line.contains("simulated nodes registered");
+            seen.push(line);
+            if done {
+                // Keep draining so the agent never blocks on its stderr.
+                let path = log.clone();
+                std::thread::spawn(move || {
+                    let mut out = std::fs::File::create(path).unwrap();
+                    use std::io::Write;
+                    for l in seen
+                        .iter()
+                        .map(String::as_str)
+                        .map(String::from)
+                        .chain(lines.iter())
+                    {
+                        let _ = writeln!(out, "{l}");
+                    }
+                });
+                return Self { child, log };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("simulated nodes did not register:\n{}", seen.join("\n"));
+    }
+}
+
+impl Drop for SimNodes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `kubectl.1.<minor>` beside the file the `kubectl` on PATH resolves to.
 pub fn kubectl_binary(minor: u32) -> PathBuf {
     let on_path = rudder_testing::find_program("kubectl").expect("kubectl is installed");
