@@ -39,7 +39,6 @@ const LEASE_RENEW: Duration = Duration::from_secs(10);
 const LEASE_SECONDS: i32 = 40;
 /// How often the runtime's health is checked and the Node status updated.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
-const MANAGER: &str = "rudder-agent";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -551,23 +550,38 @@ async fn report_ready(
     Ok(())
 }
 
-/// Creates or renews the node's Lease.
+/// Renews the node's Lease (a merge patch of its spec, cheap for the API
+/// server), creating it the first time.
 async fn renew_lease(leases: &Api<Lease>, name: &str) -> Result<(), Error> {
     let now = micro_now();
-    let patch = json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
-    });
-    leases
+    let spec =
+        json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now});
+    match leases
         .patch(
             name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
         )
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            let lease: Lease = serde_json::from_value(json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": spec,
+            }))
+            .map_err(|e| Error::Api(kube::Error::SerdeError(e)))?;
+            match leases.create(&PostParams::default(), &lease).await {
+                // Made meanwhile by another renewal: it is renewed.
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn rfc3339_now() -> String {

@@ -92,9 +92,13 @@ pub async fn run(client: kube::Client, cluster_cidr: String) {
             }
             let taken: BTreeSet<String> = used.values().cloned().collect();
             let Some(cidr) = next_free(network, len, &taken) else {
-                if told_full.insert(name.clone()) {
-                    tracing::warn!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}");
+                // Said once as a warning; the nodes after it only at debug.
+                if told_full.is_empty() {
+                    tracing::warn!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}; nodes registering from now on get no podCIDR");
+                } else if !told_full.contains(&name) {
+                    tracing::debug!(node = %name, "node IPAM: no free /24 left in {cluster_cidr}");
                 }
+                told_full.insert(name.clone());
                 continue;
             };
             let patch = json!({

@@ -30,6 +30,9 @@ pub struct Cache {
     /// PodDisruptionBudgets by namespace and name.
     budget_keys: Vec<(String, String)>,
     budgets: Vec<DisruptionBudget>,
+    /// Pods nominated to nodes by preemption, by node; and each one's node.
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    nominated_node: HashMap<String, String>,
 }
 
 impl Cache {
@@ -183,6 +186,29 @@ impl Cache {
         self.namespaces.remove(name);
     }
 
+    /// Records that `pod` is to run on `node` once its victims are gone.
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.clear_nomination(&pod.uid);
+        self.nominated_node
+            .insert(pod.uid.clone(), node.to_string());
+        self.nominated
+            .entry(node.to_string())
+            .or_default()
+            .push(pod);
+    }
+
+    pub fn clear_nomination(&mut self, uid: &str) {
+        let Some(node) = self.nominated_node.remove(uid) else {
+            return;
+        };
+        if let Some(pods) = self.nominated.get_mut(&node) {
+            pods.retain(|p| p.uid != uid);
+            if pods.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
     pub fn set_budget(&mut self, name: &str, budget: DisruptionBudget) {
         let key = (budget.namespace.clone(), name.to_string());
         match self.budget_keys.iter().position(|k| *k == key) {
@@ -225,6 +251,14 @@ impl Snapshot for Cache {
 
     fn disruption_budgets(&self) -> &[DisruptionBudget] {
         &self.budgets
+    }
+
+    fn nominated(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    fn nomination(&self, uid: &str) -> Option<&str> {
+        self.nominated_node.get(uid).map(String::as_str)
     }
 }
 

@@ -19,7 +19,9 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::framework::labels::Selector;
-use crate::framework::{ClusterEvent, DisruptionBudget, Framework, PodInfo, PostFilterResult};
+use crate::framework::{
+    ClusterEvent, DisruptionBudget, Framework, PodInfo, PostFilterResult, Snapshot,
+};
 use crate::queue::Queue;
 
 /// How many bindings are in flight at once.
@@ -290,6 +292,7 @@ impl Scheduler {
         if let Some(node) = node {
             // Bound: it counts on its node until it finishes or goes.
             self.queue.delete(&uid);
+            self.cache.clear_nomination(&uid);
             if is_terminal(&pod) {
                 if self.cache.remove_pod(&uid) {
                     self.queue.on_event(ClusterEvent::AssignedPodDelete, now);
@@ -324,6 +327,16 @@ impl Scheduler {
             return;
         }
         let info = Arc::new(PodInfo::new(Arc::new(pod)));
+        // A nomination made before a restart, or by another scheduler instance.
+        if let Some(node) = info
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            && self.cache.nomination(&uid).is_none()
+        {
+            self.cache.nominate(info.clone(), node);
+        }
         let gated = !self.framework.run_pre_enqueue(&info).is_success();
         if self.queue.contains(&uid) {
             self.queue.update(info.clone(), gated, now);
@@ -343,6 +356,7 @@ impl Scheduler {
     fn pod_deleted(&mut self, pod: &Pod, now: Instant) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         self.queue.delete(&uid);
+        self.cache.clear_nomination(&uid);
         if self.cache.remove_pod(&uid) {
             self.queue.on_event(ClusterEvent::AssignedPodDelete, now);
         }
@@ -354,6 +368,7 @@ impl Scheduler {
         match result {
             Ok(r) => {
                 tracing::debug!(pod = %pod.key, node = %r.node, evaluated = r.evaluated, feasible = r.feasible, "scheduled");
+                self.cache.clear_nomination(&pod.uid);
                 self.cache.assume(pod.clone(), &r.node);
                 self.queue.done(&pod.uid);
                 let Ok(permit) = self.binds.clone().acquire_owned().await else {
@@ -483,8 +498,9 @@ impl Scheduler {
 
     /// Carries out a preemption: clears lower nominations, evicts the
     /// victims (gracefully) with an event on each.
-    fn preempt(&mut self, pod: &PodInfo, post: PostFilterResult) {
+    fn preempt(&mut self, pod: &Arc<PodInfo>, post: PostFilterResult) {
         let node = post.nominated_node.unwrap_or_default();
+        self.cache.nominate(pod.clone(), &node);
         for victim in post.victims {
             self.recorder.record(
                 &victim.pod,
@@ -504,12 +520,16 @@ impl Scheduler {
                     }),
                     ..DeleteParams::default()
                 };
-                if let Err(e) = api.delete(&victim.key.name, &dp).await {
-                    tracing::warn!(pod = %victim.key, "preempting: {e}");
+                match api.delete(&victim.key.name, &dp).await {
+                    Ok(_) => {}
+                    // Already gone (its node finished it, or a repeat).
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    Err(e) => tracing::warn!(pod = %victim.key, "preempting: {e}"),
                 }
             });
         }
         for other in post.nominations_to_clear {
+            self.cache.clear_nomination(&other.uid);
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &other.key.namespace);
             let writes = self.writes.clone();
             tokio::spawn(async move {

@@ -8,6 +8,11 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
+/// JSON-heavy request handling allocates constantly: mimalloc is faster
+/// than glibc's malloc at it and fragments less (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rudder",

@@ -122,6 +122,15 @@ pub trait Snapshot {
     fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>>;
     /// On how many nodes an image is present (ImageLocality's spread).
     fn image_nodes(&self, image: &str) -> usize;
+    /// Pods nominated to run on `node` (preemption made room for them),
+    /// not yet bound.
+    fn nominated(&self, _node: &str) -> &[Arc<PodInfo>] {
+        &[]
+    }
+    /// The node a pod is nominated to.
+    fn nomination(&self, _uid: &str) -> Option<&str> {
+        None
+    }
     /// The PodDisruptionBudgets preemption tries not to violate.
     fn disruption_budgets(&self) -> &[DisruptionBudget] {
         &[]
@@ -499,6 +508,34 @@ impl Framework {
         Status::success()
     }
 
+    /// Runs the filters as if the pods nominated to the node with at least
+    /// this pod's priority were already there, so that room preemption
+    /// made for them is not taken (kube-scheduler's
+    /// `RunFilterPluginsWithNominatedPods`).
+    pub fn run_filters_with_nominated(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &dyn Snapshot,
+    ) -> Status {
+        let mut nominated = snapshot
+            .nominated(&node.name)
+            .iter()
+            .filter(|p| p.uid != pod.uid && p.priority >= pod.priority)
+            .peekable();
+        if nominated.peek().is_none() {
+            return self.run_filters(state, pod, node);
+        }
+        let mut with = node.clone();
+        let mut state = state.clone();
+        for p in nominated {
+            with.add_pod(p.clone());
+            self.add_pod(&mut state, pod, p, &with);
+        }
+        self.run_filters(&state, pod, &with)
+    }
+
     /// Tells the PreFilter plugins that `other` leaves `node` (preemption).
     pub fn remove_pod(
         &self,
@@ -587,15 +624,20 @@ impl Framework {
             }
         };
         // A nominated node (preemption made room there) is tried first.
-        let nominated = pod
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
+        let nominated = snapshot
+            .nomination(&pod.uid)
+            .or_else(|| {
+                pod.pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+            })
             .and_then(|n| snapshot.node(n));
         if let Some(node) = nominated
             && allowed.as_ref().is_none_or(|a| a.contains(&node.name))
-            && self.run_filters(&state, pod, node).is_success()
+            && self
+                .run_filters_with_nominated(&state, pod, node, snapshot)
+                .is_success()
         {
             let result = ScheduleResult {
                 node: node.name.clone(),
@@ -623,7 +665,7 @@ impl Framework {
                 continue;
             }
             evaluated += 1;
-            let s = self.run_filters(&state, pod, node);
+            let s = self.run_filters_with_nominated(&state, pod, node, snapshot);
             if s.is_success() {
                 feasible.push(node);
                 if feasible.len() >= want {

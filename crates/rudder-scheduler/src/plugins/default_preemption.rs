@@ -69,7 +69,10 @@ impl DefaultPreemption {
             trial.remove_pod(&v.uid);
             fw.remove_pod(&mut state, pod, v, &trial);
         }
-        if !fw.run_filters(&state, pod, &trial).is_success() {
+        if !fw
+            .run_filters_with_nominated(&state, pod, &trial, snapshot)
+            .is_success()
+        {
             return None;
         }
         let budgets = snapshot.disruption_budgets();
@@ -98,7 +101,10 @@ impl DefaultPreemption {
             for p in group {
                 trial.add_pod(p.clone());
                 fw.add_pod(&mut state, pod, &p, &trial);
-                if !fw.run_filters(&state, pod, &trial).is_success() {
+                if !fw
+                    .run_filters_with_nominated(&state, pod, &trial, snapshot)
+                    .is_success()
+                {
                     trial.remove_pod(&p.uid);
                     fw.remove_pod(&mut state, pod, &p, &trial);
                     if is_violating {
@@ -169,11 +175,14 @@ impl PostFilter for DefaultPreemption {
         }
         // Already nominated, and lower-priority pods there are still
         // terminating: wait for them rather than preempt again.
-        if let Some(node) = pod
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
+        if let Some(node) = snapshot
+            .nomination(&pod.uid)
+            .or_else(|| {
+                pod.pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+            })
             .and_then(|n| snapshot.node(n))
             && node
                 .pods
@@ -205,7 +214,13 @@ impl PostFilter for DefaultPreemption {
             Some(c) => PostFilterResult {
                 nominated_node: Some(c.node.name.clone()),
                 victims: c.victims.clone(),
-                nominations_to_clear: Vec::new(),
+                // Lower-priority pods nominated there lose their place.
+                nominations_to_clear: snapshot
+                    .nominated(&c.node.name)
+                    .iter()
+                    .filter(|p| p.priority < pod.priority)
+                    .cloned()
+                    .collect(),
                 message: String::new(),
             },
             None => {
@@ -275,6 +290,34 @@ mod tests {
         // a: one victim of priority 1; b: two of priority 1 (b-high stays).
         assert_eq!(post.nominated_node.as_deref(), Some("a"));
         assert_eq!(victims(&post), ["a-low"]);
+    }
+
+    #[test]
+    fn room_made_for_a_nominated_pod_is_kept_for_it() {
+        let mut snap = TestSnapshot::of(&[node("a")
+            .allocatable("2", "8Gi", 110)
+            .with_pod(pod("running").priority(1).requests("1", "1Gi"))]);
+        let other = pod("other").priority(0).requests("1", "1Gi").info();
+        assert_eq!(run(&snap, &other).0.ok().as_deref(), Some("a"));
+        // Preemption made room on the node for a pod of priority 10.
+        snap.nominated.insert(
+            "a".into(),
+            vec![Arc::new(
+                pod("first").priority(10).requests("1", "1Gi").info(),
+            )],
+        );
+        let (r, _) = run(&snap, &other);
+        assert_eq!(
+            r.expect_err("the room is taken").to_string(),
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+             1 No preemption victims found for incoming pod."
+        );
+        // A pod of the same priority must preempt for room of its own.
+        let (_, post) = run(
+            &snap,
+            &pod("second").priority(10).requests("1", "1Gi").info(),
+        );
+        assert_eq!(victims(&post), ["running"]);
     }
 
     #[test]

@@ -225,6 +225,7 @@ pub(crate) struct TestSnapshot {
     pub(crate) nodes: Vec<NodeInfo>,
     pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub(crate) budgets: Vec<crate::framework::DisruptionBudget>,
+    pub(crate) nominated: BTreeMap<String, Vec<Arc<PodInfo>>>,
 }
 
 impl TestSnapshot {
@@ -233,6 +234,7 @@ impl TestSnapshot {
             nodes: nodes.iter().map(NodeBuilder::info).collect(),
             namespaces: BTreeMap::new(),
             budgets: Vec::new(),
+            nominated: BTreeMap::new(),
         }
     }
 }
@@ -255,5 +257,8 @@ impl Snapshot for TestSnapshot {
     }
     fn disruption_budgets(&self) -> &[crate::framework::DisruptionBudget] {
         &self.budgets
+    }
+    fn nominated(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map_or(&[], Vec::as_slice)
     }
 }

@@ -1,0 +1,379 @@
+//! `bench/run scheduler`: Kubernetes' scheduler_perf workloads against a
+//! real `rudder server --disable-agent` (release build) with simulated
+//! nodes (`rudder agent --simulated`), end to end through the API: the
+//! clock runs from the first pod created to the last one bound, as seen
+//! through a watch.
+//!
+//! Rows (each on a fresh cluster): SchedulingBasic (5,000 nodes, 10,000
+//! pods), pod anti-affinity (5,000 nodes, pods that must not share a
+//! host), topology spreading (5,000 nodes over 3 zones, `maxSkew: 1`),
+//! and preemption (500 full nodes, high-priority pods evicting
+//! low-priority ones). Printed: pods/second and the server's RSS after
+//! each. `BENCH_ROWS=basic,anti` runs some rows; `BENCH_SCALE=0.1` shrinks
+//! node and pod counts (for a quick look).
+
+#![allow(clippy::unwrap_used)] // a benchmark that hits an error should stop loudly
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+
+#[path = "common.rs"]
+#[allow(dead_code)] // this benchmark has no timed rows
+mod common;
+use common::selected;
+
+/// Creates in flight at once (a client like scheduler_perf's, QPS-free).
+const CREATE_CONCURRENCY: usize = 32;
+
+/// The server and its simulated nodes, stopped when dropped.
+struct Cluster {
+    server: Child,
+    sim: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.sim.iter_mut().chain([&mut self.server]) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn scale(n: usize) -> usize {
+    let f: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * f).round() as usize).max(1)
+}
+
+async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    let yaml = std::fs::read_to_string(kubeconfig)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Starts a server and `nodes` simulated nodes; waits until all are Ready.
+async fn start(binary: &Path, nodes: usize, sim_args: &[&str]) -> Result<(Cluster, kube::Client)> {
+    let dir = tempfile::tempdir()?;
+    let port = rudder_testing::free_port()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    let server = Command::new(binary)
+        .args([
+            "server",
+            "--disable-agent",
+            "--https-listen-port",
+            &port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .env("RUDDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut cluster = Cluster {
+        server,
+        sim: None,
+        port,
+        dir,
+    };
+    let started = Instant::now();
+    while !kubeconfig.exists() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the server did not write its kubeconfig within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = std::fs::read_to_string(cluster.dir.path().join("data/server/node-token"))
+        .context("the server's node token")?;
+    let sim = Command::new(binary)
+        .args([
+            "agent",
+            "--simulated",
+            "--server",
+            &format!("https://127.0.0.1:{}", cluster.port),
+        ])
+        .args(["--token", token.trim(), "--nodes", &nodes.to_string()])
+        .args(sim_args)
+        .env("RUDDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    cluster.sim = Some(sim);
+    let client = client(&kubeconfig).await?;
+    let api: Api<Node> = Api::all(client.clone());
+    loop {
+        let list = api.list_metadata(&ListParams::default()).await?;
+        if list.items.len() >= nodes {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "{} of {nodes} simulated nodes registered within 600 s",
+                list.items.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Registration writes the status right after the Node: give the last
+    // ones a moment, then check every node is Ready.
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "bench: {nodes} simulated nodes ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((cluster, client))
+}
+
+fn pod(name: &str, workload: &str, extra: Value) -> Pod {
+    let mut p = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": workload}},
+        "spec": {
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}],
+        },
+    });
+    merge(&mut p, extra);
+    serde_json::from_value(p).unwrap()
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// Creates the pods (CREATE_CONCURRENCY at once) and waits until every
+/// one of them is bound; returns the seconds from first create to last bind.
+async fn create_and_wait_bound(
+    client: &kube::Client,
+    workload: &str,
+    pods: Vec<Pod>,
+) -> Result<f64> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let want: HashSet<String> = pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let total = want.len();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let selector = format!("bench={workload}");
+    let watch_api = api.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = watcher(watch_api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = stream.next().await {
+            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+                && tx.send(p.metadata.name.unwrap_or_default()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // The watch is listening before the first create.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CREATE_CONCURRENCY));
+    let creates = tokio::spawn(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for p in pods {
+            let permit = slots.clone().acquire_owned().await.unwrap();
+            let api = api.clone();
+            set.spawn(async move {
+                let r = api.create(&PostParams::default(), &p).await;
+                drop(permit);
+                r
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap().context("creating a pod")?;
+        }
+        anyhow::Ok(started.elapsed())
+    });
+    let mut bound = HashSet::new();
+    let mut last_report = Instant::now();
+    while bound.len() < total {
+        match tokio::time::timeout(Duration::from_secs(120), rx.recv()).await {
+            Ok(Some(name)) => {
+                if want.contains(&name) {
+                    bound.insert(name);
+                }
+            }
+            Ok(None) => bail!("the watch ended"),
+            Err(_) => bail!(
+                "{workload}: {} of {total} pods bound, none more within 120 s",
+                bound.len()
+            ),
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("bench: {workload}: {} of {total} bound", bound.len());
+            last_report = Instant::now();
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let created = creates.await??;
+    eprintln!(
+        "bench: {workload}: {total} created in {:.1} s, all bound after {elapsed:.1} s",
+        created.as_secs_f64()
+    );
+    watch.abort();
+    Ok(elapsed)
+}
+
+fn report(row: &str, pods: usize, secs: f64, cluster: &Cluster) {
+    println!("{row}_pods_per_second: {:.0}", pods as f64 / secs);
+    println!("{row}_server_rss_mib: {:.1}", rss_mib(cluster.server.id()));
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let binary =
+        PathBuf::from(std::env::var("RUDDER_BIN").unwrap_or("target/release/rudder".into()));
+
+    if selected("basic") {
+        let (nodes, pods) = (scale(5000), scale(10_000));
+        let (cluster, client) = start(&binary, nodes, &[]).await?;
+        let list = (0..pods)
+            .map(|i| pod(&format!("basic-{i}"), "basic", json!({})))
+            .collect();
+        let secs = create_and_wait_bound(&client, "basic", list).await?;
+        report(
+            &format!("scheduling_basic_{nodes}_nodes_{pods}_pods"),
+            pods,
+            secs,
+            &cluster,
+        );
+    }
+
+    if selected("anti") {
+        let (nodes, pods) = (scale(5000), scale(2000));
+        let (cluster, client) = start(&binary, nodes, &[]).await?;
+        let anti = json!({"metadata": {"labels": {"color": "green"}}, "spec": {"affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"color": "green"}},
+                "topologyKey": "kubernetes.io/hostname"}]}}}});
+        let list = (0..pods)
+            .map(|i| pod(&format!("anti-{i}"), "anti", anti.clone()))
+            .collect();
+        let secs = create_and_wait_bound(&client, "anti", list).await?;
+        report(
+            &format!("pod_anti_affinity_{nodes}_nodes_{pods}_pods"),
+            pods,
+            secs,
+            &cluster,
+        );
+    }
+
+    if selected("spread") {
+        let (nodes, pods) = (scale(5000), scale(5000));
+        let (cluster, client) = start(&binary, nodes, &["--sim-zones", "3"]).await?;
+        let spread = json!({"metadata": {"labels": {"app": "spread"}}, "spec": {"topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "spread"}}}]}});
+        let list = (0..pods)
+            .map(|i| pod(&format!("spread-{i}"), "spread", spread.clone()))
+            .collect();
+        let secs = create_and_wait_bound(&client, "spread", list).await?;
+        report(
+            &format!("topology_spreading_{nodes}_nodes_{pods}_pods"),
+            pods,
+            secs,
+            &cluster,
+        );
+    }
+
+    if selected("preemption") {
+        let (nodes, victims, pods) = (scale(500), scale(2000), scale(500));
+        let (cluster, client) = start(&binary, nodes, &["--sim-cpu", "4"]).await?;
+        let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
+            Api::all(client.clone());
+        for (name, value) in [("low", 10), ("high", 1000)] {
+            let pc = serde_json::from_value(
+                json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value}),
+            )?;
+            classes.create(&PostParams::default(), &pc).await?;
+        }
+        let full = |class: &str| {
+            json!({"spec": {"priorityClassName": class, "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "1", "memory": "500Mi"}}}]}})
+        };
+        let init = (0..victims)
+            .map(|i| pod(&format!("low-{i}"), "low", full("low")))
+            .collect();
+        create_and_wait_bound(&client, "low", init).await?;
+        let list = (0..pods)
+            .map(|i| pod(&format!("high-{i}"), "high", full("high")))
+            .collect();
+        let secs = create_and_wait_bound(&client, "high", list).await?;
+        report(
+            &format!("preemption_{nodes}_nodes_{pods}_pods"),
+            pods,
+            secs,
+            &cluster,
+        );
+    }
+    Ok(())
+}
