@@ -553,7 +553,7 @@ async fn report_ready(
 /// Renews the node's Lease (a merge patch of its spec, cheap for the API
 /// server), creating it the first time.
 async fn renew_lease(leases: &Api<Lease>, name: &str) -> Result<(), Error> {
-    let now = micro_now();
+    let now = rudder_api::time::micro_now();
     let spec =
         json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now});
     match leases
@@ -586,14 +586,4 @@ async fn renew_lease(leases: &Api<Lease>, name: &str) -> Result<(), Error> {
 
 fn rfc3339_now() -> String {
     rudder_api::time::rfc3339_now()
-}
-
-/// Now as a MicroTime (`…:05.123456Z`), as Lease renewTime is.
-fn micro_now() -> String {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_micros());
-    let mut s = rudder_api::time::rfc3339_now();
-    s.pop();
-    format!("{s}.{micros:06}Z")
 }

@@ -12,6 +12,17 @@ pub fn rfc3339_now() -> String {
     rfc3339(now())
 }
 
+/// Now as a MicroTime (`2024-01-02T03:04:05.123456Z`), as Lease
+/// `renewTime` and events' `eventTime` are written.
+pub fn micro_now() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    let mut s = rfc3339_now();
+    s.pop();
+    format!("{s}.{micros:06}Z")
+}
+
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod garbage_collector;
+pub mod leader;
 pub mod node_ipam;
 
 /// What the controllers need to know of the cluster.

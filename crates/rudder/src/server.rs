@@ -1,6 +1,7 @@
 //! `rudder server`: opens the store and runs the control plane until
 //! SIGTERM or SIGINT, then shuts down cleanly.
 
+use rudder_controllers::leader::Election;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -146,15 +147,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let controllers = match controller_client(&controller_kubeconfig).await {
         Ok(client) => {
+            // With several servers on one etcd, one runs the scheduler and
+            // one the controllers, each elected through a Lease.
+            let host = host_names().into_iter().next().unwrap_or_default();
+            let identity = rudder_controllers::leader::identity(
+                &host,
+                &args.data_dir.join("server").join("identity"),
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!("keeping the server identity: {e}");
+                host.clone()
+            });
             let scheduler = (!args.disable_scheduler).then(|| {
                 let config = rudder_scheduler::scheduler::Config {
-                    host: host_names().into_iter().next().unwrap_or_default(),
+                    host: host.clone(),
                     ..Default::default()
                 };
-                rudder_scheduler::run(client.clone(), config)
+                let client = client.clone();
+                rudder_controllers::leader::run_elected(
+                    client.clone(),
+                    Election::new("kube-scheduler", &identity),
+                    move || rudder_scheduler::run(client.clone(), config.clone()),
+                )
             });
+            let controllers = rudder_controllers::leader::run_elected(
+                client.clone(),
+                Election::new("kube-controller-manager", &identity),
+                move || rudder_controllers::run(client.clone(), config.clone()),
+            );
             tokio::spawn(async move {
-                tokio::join!(rudder_controllers::run(client, config), async {
+                tokio::join!(controllers, async {
                     if let Some(s) = scheduler {
                         s.await;
                     }

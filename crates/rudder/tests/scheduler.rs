@@ -343,3 +343,76 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
         "{err}"
     );
 }
+
+/// Two servers on one etcd: one scheduler holds the `kube-scheduler`
+/// Lease and schedules for both; when its server dies (SIGKILL), the
+/// other takes the Lease over and schedules.
+#[test]
+fn another_server_takes_over_scheduling_when_the_leader_dies() {
+    let etcd = rudder_testing::EtcdServer::start().unwrap();
+    let identity = |c: &Cluster| {
+        std::fs::read_to_string(c.dir.path().join("data/server/identity"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let holder_is = |c: &Cluster, id: &str| {
+        c.ok(
+            33,
+            &[
+                "wait",
+                "-n",
+                "kube-system",
+                "lease/kube-scheduler",
+                &format!("--for=jsonpath={{.spec.holderIdentity}}={}", holder(id)),
+                "--timeout=60s",
+            ],
+        );
+    };
+    let mut a = Cluster::start(&["--datastore-endpoint", etcd.endpoint()]);
+    let a_id = identity(&a);
+    holder_is(&a, &a_id);
+    let b = Cluster::start(&["--datastore-endpoint", etcd.endpoint()]);
+    let b_id = identity(&b);
+    let _nodes = SimNodes::join(&b, &["--nodes", "1"]);
+    // B's scheduler waits: A's schedules what is created through B.
+    b.apply(33, &pod("first", "", ""));
+    assert_eq!(node_of(&b, "first"), "sim-0");
+    let lease = b.ok(
+        27,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    assert!(lease.ends_with(&a_id), "{lease}");
+
+    a.server.kill();
+    b.apply(33, &pod("second", "", ""));
+    holder_is(&b, &b_id);
+    assert_eq!(node_of(&b, "second"), "sim-0");
+    let transitions = b.ok(
+        27,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.leaseTransitions}",
+        ],
+    );
+    assert_eq!(transitions, "1");
+}
+
+/// The holder identity a server with this id writes: `<host>_<id>`.
+fn holder(id: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    format!("{}_{id}", host.trim())
+}
