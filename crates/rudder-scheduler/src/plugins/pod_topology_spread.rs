@@ -59,8 +59,45 @@ struct Constraint {
     key: String,
     min_domains: usize,
     selector: Selector,
+    /// For the cluster's default constraints: pods of the same controller
+    /// (ReplicaSet, StatefulSet, …) count, instead of a selector.
+    owner: Option<String>,
     honor_affinity: bool,
     honor_taints: bool,
+}
+
+/// kube-scheduler's system default constraints, for pods without their
+/// own that a controller owns: spread them over hosts (maxSkew 3) and
+/// zones (maxSkew 5), as a preference.
+fn default_constraints(pod: &PodInfo) -> Vec<Constraint> {
+    let Some(owner) = controller_uid(pod) else {
+        return Vec::new();
+    };
+    [
+        ("kubernetes.io/hostname", 3),
+        ("topology.kubernetes.io/zone", 5),
+    ]
+    .into_iter()
+    .map(|(key, max_skew)| Constraint {
+        max_skew,
+        key: key.into(),
+        min_domains: 1,
+        selector: Selector::nothing(),
+        owner: Some(owner.clone()),
+        honor_affinity: true,
+        honor_taints: false,
+    })
+    .collect()
+}
+
+fn controller_uid(pod: &PodInfo) -> Option<String> {
+    pod.pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
 }
 
 fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
@@ -74,6 +111,7 @@ fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
             key: c.topology_key.clone(),
             min_domains: c.min_domains.unwrap_or(1).max(1) as usize,
             selector: selector(pod, c),
+            owner: None,
             honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
             honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
         })
@@ -101,14 +139,23 @@ impl Constraint {
     fn counts(&self, pod: &PodInfo, other: &PodInfo) -> bool {
         other.key.namespace == pod.key.namespace
             && other.pod.metadata.deletion_timestamp.is_none()
-            && self.selector.matches(&other.labels)
+            && match &self.owner {
+                Some(owner) => controller_uid(other).as_ref() == Some(owner),
+                None => self.selector.matches(&other.labels),
+            }
     }
 }
 
 /// Whether a node takes part in the spread of `pod`'s constraints: it
 /// matches the pod's node affinity (unless ignored), has no taint the pod
 /// does not tolerate (when honoured), and has every constraint's key.
-fn eligible(cs: &[Constraint], required: &Required, pod: &PodInfo, node: &NodeInfo) -> bool {
+fn eligible(
+    cs: &[Constraint],
+    required: &Required,
+    pod: &PodInfo,
+    node: &NodeInfo,
+    require_all: bool,
+) -> bool {
     if cs.iter().any(|c| c.honor_affinity) && !required.matches(node) {
         return false;
     }
@@ -120,7 +167,7 @@ fn eligible(cs: &[Constraint], required: &Required, pod: &PodInfo, node: &NodeIn
     {
         return false;
     }
-    cs.iter().all(|c| node.labels.contains_key(&c.key))
+    !require_all || cs.iter().all(|c| node.labels.contains_key(&c.key))
 }
 
 #[derive(Debug, Clone)]
@@ -154,15 +201,24 @@ impl State {
 const STATE: &str = "PodTopologySpread/filter";
 
 /// Counts matching pods per domain over the eligible nodes.
-fn count(cs: &[Constraint], pod: &PodInfo, snapshot: &dyn Snapshot) -> Vec<HashMap<String, i64>> {
+/// Without `require_all` (the default constraints) a node counts for the
+/// constraints whose key it has.
+fn count(
+    cs: &[Constraint],
+    pod: &PodInfo,
+    snapshot: &dyn Snapshot,
+    require_all: bool,
+) -> Vec<HashMap<String, i64>> {
     let required = Required::of(pod);
     let mut counts = vec![HashMap::new(); cs.len()];
     for node in snapshot.nodes() {
-        if !eligible(cs, &required, pod, node) {
+        if !eligible(cs, &required, pod, node, require_all) {
             continue;
         }
         for (i, c) in cs.iter().enumerate() {
-            let v = &node.labels[&c.key];
+            let Some(v) = node.labels.get(&c.key) else {
+                continue;
+            };
             let n = node.pods.iter().filter(|o| c.counts(pod, o)).count() as i64;
             *counts[i].entry(v.clone()).or_default() += n;
         }
@@ -181,7 +237,7 @@ impl PreFilter for PodTopologySpread {
         if cs.is_empty() {
             return (Status::skip(), None);
         }
-        let counts = count(&cs, pod, snapshot);
+        let counts = count(&cs, pod, snapshot, true);
         state.write(
             STATE,
             State {
@@ -238,6 +294,9 @@ struct Soft {
     counts: Vec<HashMap<String, i64>>,
     /// `log(domains + 2)`: spreading over more domains weighs more.
     weights: Vec<f64>,
+    /// The pod's own constraints need every key on a node; the defaults
+    /// use those a node has.
+    require_all: bool,
 }
 
 const SOFT: &str = "PodTopologySpread/score";
@@ -250,11 +309,19 @@ impl PreScore for PodTopologySpread {
         snapshot: &dyn Snapshot,
         _: &[&NodeInfo],
     ) -> Status {
-        let cs = constraints(pod, "ScheduleAnyway");
+        let has_own = pod
+            .spec()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let cs = if has_own {
+            constraints(pod, "ScheduleAnyway")
+        } else {
+            default_constraints(pod)
+        };
         if cs.is_empty() {
             return Status::skip();
         }
-        let counts = count(&cs, pod, snapshot);
+        let counts = count(&cs, pod, snapshot, has_own);
         let weights = counts.iter().map(|c| ((c.len() + 2) as f64).ln()).collect();
         state.write(
             SOFT,
@@ -262,6 +329,7 @@ impl PreScore for PodTopologySpread {
                 constraints: cs,
                 counts,
                 weights,
+                require_all: has_own,
             },
         );
         Status::success()
@@ -276,6 +344,9 @@ impl Score for PodTopologySpread {
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(v) = node.labels.get(&c.key) else {
+                if !s.require_all {
+                    continue;
+                }
                 // Nodes without the key score worst (normalised below).
                 return -1;
             };
@@ -381,6 +452,55 @@ mod tests {
         assert_eq!(filter(&p, &nodes), [REASON, REASON]);
         let p = spread(pod("new"), "zone", 1, None, "DoNotSchedule");
         assert_eq!(filter(&p, &nodes), ["ok", "ok"]);
+    }
+
+    #[test]
+    fn pods_of_one_controller_spread_over_hosts_by_default() {
+        let owned = |name: &str| {
+            let mut p = pod(name);
+            p.0.metadata.owner_references = Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: "web".into(),
+                    uid: "rs-1".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                },
+            ]);
+            p
+        };
+        let nodes = [
+            node("a")
+                .label("kubernetes.io/hostname", "a")
+                .with_pod(owned("r1"))
+                .with_pod(owned("r2")),
+            node("b")
+                .label("kubernetes.io/hostname", "b")
+                .with_pod(pod("unrelated")),
+        ];
+        let snap = TestSnapshot::of(&nodes);
+        let p = owned("r3").info();
+        let mut state = CycleState::default();
+        assert!(
+            PodTopologySpread
+                .pre_score(&mut state, &p, &snap, &[])
+                .is_success()
+        );
+        let mut scores: Vec<i64> = snap
+            .nodes
+            .iter()
+            .map(|n| PodTopologySpread.score(&state, &p, n))
+            .collect();
+        PodTopologySpread.normalize(&state, &p, &mut scores);
+        assert!(scores[1] > scores[0], "{scores:?}");
+        // Without a controller there is nothing to spread.
+        assert_eq!(
+            PodTopologySpread
+                .pre_score(&mut state, &pod("x").info(), &snap, &[])
+                .code,
+            Code::Skip
+        );
     }
 
     #[test]
