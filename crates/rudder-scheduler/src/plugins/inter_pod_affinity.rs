@@ -51,7 +51,21 @@ impl crate::framework::Plugin for InterPodAffinity {
 }
 
 /// Pods counted per topology domain (`(key, value)`).
-type Counts = HashMap<(String, String), i64>;
+/// Pods counted per topology key, then value.
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+fn add(c: &mut Counts, (k, v): (&str, &str), delta: i64) {
+    let values = match c.get_mut(k) {
+        Some(values) => values,
+        None => c.entry(k.to_string()).or_default(),
+    };
+    match values.get_mut(v) {
+        Some(n) => *n += delta,
+        None => {
+            values.insert(v.to_string(), delta);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 struct State {
@@ -68,10 +82,10 @@ struct State {
 
 const STATE: &str = "InterPodAffinity/state";
 
-fn domain(term: &AffinityTerm, node: &NodeInfo) -> Option<(String, String)> {
+fn domain<'a>(term: &'a AffinityTerm, node: &'a NodeInfo) -> Option<(&'a str, &'a str)> {
     node.labels
         .get(&term.topology_key)
-        .map(|v| (term.topology_key.clone(), v.clone()))
+        .map(|v| (term.topology_key.as_str(), v.as_str()))
 }
 
 impl State {
@@ -95,7 +109,7 @@ impl State {
             if term.matches(pod, pod_ns)
                 && let Some(d) = domain(term, node)
             {
-                *existing_anti.entry(d).or_default() += delta;
+                add(existing_anti, d, delta);
             }
         }
         let other_ns = namespace_labels.get(&other.key.namespace);
@@ -103,14 +117,14 @@ impl State {
             if term.matches(other, other_ns)
                 && let Some(d) = domain(term, node)
             {
-                *affinity[i].entry(d).or_default() += delta;
+                add(&mut affinity[i], d, delta);
             }
         }
         for term in &pod.required_anti_affinity {
             if term.matches(other, other_ns)
                 && let Some(d) = domain(term, node)
             {
-                *anti.entry(d).or_default() += delta;
+                add(anti, d, delta);
             }
         }
     }
@@ -199,16 +213,17 @@ impl Filter for InterPodAffinity {
         }
         for term in &pod.required_anti_affinity {
             if let Some((k, v)) = domain(term, node)
-                && positive(&s.anti, &k, &v)
+                && positive(&s.anti, k, v)
             {
                 return Status::unschedulable(ANTI_AFFINITY);
             }
         }
-        if node
-            .labels
-            .iter()
-            .any(|(k, v)| positive(&s.existing_anti, k, v))
-        {
+        if s.existing_anti.iter().any(|(k, values)| {
+            node.labels
+                .get(k)
+                .and_then(|v| values.get(v))
+                .is_some_and(|n| *n > 0)
+        }) {
             return Status::unschedulable(EXISTING_ANTI_AFFINITY);
         }
         Status::success()
@@ -216,8 +231,7 @@ impl Filter for InterPodAffinity {
 }
 
 fn positive(c: &Counts, k: &str, v: &str) -> bool {
-    c.get(&(k.to_string(), v.to_string()))
-        .is_some_and(|n| *n > 0)
+    c.get(k).and_then(|m| m.get(v)).is_some_and(|n| *n > 0)
 }
 
 /// Every required affinity term has a matching pod in the node's domain;
@@ -228,11 +242,14 @@ fn satisfies_affinity(s: &State, pod: &PodInfo, node: &NodeInfo) -> bool {
         .required_affinity
         .iter()
         .zip(&s.affinity)
-        .all(|(term, counts)| domain(term, node).is_some_and(|(k, v)| positive(counts, &k, &v)));
+        .all(|(term, counts)| domain(term, node).is_some_and(|(k, v)| positive(counts, k, v)));
     if all_match {
         return true;
     }
-    let none_anywhere = s.affinity.iter().all(|c| c.values().all(|n| *n <= 0));
+    let none_anywhere = s
+        .affinity
+        .iter()
+        .all(|c| c.values().flat_map(|m| m.values()).all(|n| *n <= 0));
     let self_match = pod
         .required_affinity
         .iter()

@@ -175,15 +175,34 @@ struct State {
     constraints: Vec<Constraint>,
     /// Per constraint, matching pods per domain value.
     counts: Vec<HashMap<String, i64>>,
+    /// Per constraint, the global minimum (0 below `minDomains`), kept
+    /// with the counts rather than found again for every node.
+    mins: Vec<i64>,
 }
 
 impl State {
-    fn min_match(&self, i: usize) -> i64 {
-        let counts = &self.counts[i];
-        if counts.len() < self.constraints[i].min_domains {
-            return 0;
+    fn new(constraints: Vec<Constraint>, counts: Vec<HashMap<String, i64>>) -> Self {
+        let mut s = Self {
+            mins: vec![0; constraints.len()],
+            constraints,
+            counts,
+        };
+        s.recount_mins();
+        s
+    }
+
+    fn recount_mins(&mut self) {
+        for (i, counts) in self.counts.iter().enumerate() {
+            self.mins[i] = if counts.len() < self.constraints[i].min_domains {
+                0
+            } else {
+                counts.values().copied().min().unwrap_or(0)
+            };
         }
-        counts.values().copied().min().unwrap_or(0)
+    }
+
+    fn min_match(&self, i: usize) -> i64 {
+        self.mins[i]
     }
 
     fn update(&mut self, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, delta: i64) {
@@ -195,6 +214,7 @@ impl State {
                 *n += delta;
             }
         }
+        self.recount_mins();
     }
 }
 
@@ -220,7 +240,12 @@ fn count(
                 continue;
             };
             let n = node.pods.iter().filter(|o| c.counts(pod, o)).count() as i64;
-            *counts[i].entry(v.clone()).or_default() += n;
+            match counts[i].get_mut(v) {
+                Some(total) => *total += n,
+                None => {
+                    counts[i].insert(v.clone(), n);
+                }
+            }
         }
     }
     counts
@@ -238,13 +263,7 @@ impl PreFilter for PodTopologySpread {
             return (Status::skip(), None);
         }
         let counts = count(&cs, pod, snapshot, true);
-        state.write(
-            STATE,
-            State {
-                constraints: cs,
-                counts,
-            },
-        );
+        state.write(STATE, State::new(cs, counts));
         (Status::success(), None)
     }
 
