@@ -19,3 +19,32 @@ pub(crate) fn selected(name: &str) -> bool {
         Err(_) => true,
     }
 }
+
+/// A process's resident memory in MiB (0 if it is gone).
+#[allow(dead_code)] // not every benchmark reports memory
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A `kube` client from a kubeconfig file the server wrote.
+#[allow(dead_code)] // not every benchmark talks to a server through kube
+pub(crate) async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let yaml = std::fs::read_to_string(kubeconfig)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}

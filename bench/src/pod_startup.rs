@@ -30,7 +30,7 @@ use serde_json::json;
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::selected;
+use common::{kube_client as client, rss_mib, selected};
 
 const NODE: &str = "bench-node";
 const IMAGE: &str = "docker.io/local/busybox:v1";
@@ -54,20 +54,6 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// utime + stime of a process, in clock ticks.
@@ -294,17 +280,6 @@ async fn raw_floor(socket: &Path, logs: &Path, count: usize) -> (f64, f64) {
     let par = report("raw_cri_at_once", ms);
     raw_cleanup(&mut cri, ids).await;
     (seq, par)
-}
-
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    let yaml = std::fs::read_to_string(kubeconfig)?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 fn start_server(binary: &Path) -> Result<Server> {

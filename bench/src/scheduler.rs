@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::selected;
+use common::{kube_client as client, rss_mib, selected};
 
 /// Creates in flight at once (a client like scheduler_perf's, QPS-free).
 const CREATE_CONCURRENCY: usize = 32;
@@ -54,37 +54,12 @@ impl Drop for Cluster {
     }
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 fn scale(n: usize) -> usize {
     let f: f64 = std::env::var("BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     ((n as f64 * f).round() as usize).max(1)
-}
-
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    let yaml = std::fs::read_to_string(kubeconfig)?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// Starts a server and `nodes` simulated nodes; waits until all are Ready.

@@ -111,6 +111,19 @@ impl CycleState {
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
         self.data.get(key).and_then(|v| v.downcast_ref())
     }
+
+    /// Changes a value in place (copying it first if a clone of this
+    /// state shares it); nothing if it is absent.
+    pub fn update<T: Any + Send + Sync + Clone>(
+        &mut self,
+        key: &'static str,
+        f: impl FnOnce(&mut T),
+    ) {
+        if let Some(mut value) = self.read::<T>(key).cloned() {
+            f(&mut value);
+            self.write(key, value);
+        }
+    }
 }
 
 /// The cluster as one scheduling cycle sees it.

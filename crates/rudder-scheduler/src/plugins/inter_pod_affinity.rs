@@ -181,19 +181,11 @@ impl PreFilter for InterPodAffinity {
     }
 
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &NodeInfo) {
-        if let Some(s) = state.read::<State>(STATE) {
-            let mut s = s.clone();
-            s.count(pod, other, node, 1);
-            state.write(STATE, s);
-        }
+        state.update(STATE, |s: &mut State| s.count(pod, other, node, 1));
     }
 
     fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &NodeInfo) {
-        if let Some(s) = state.read::<State>(STATE) {
-            let mut s = s.clone();
-            s.count(pod, other, node, -1);
-            state.write(STATE, s);
-        }
+        state.update(STATE, |s: &mut State| s.count(pod, other, node, -1));
     }
 }
 

@@ -268,19 +268,11 @@ impl PreFilter for PodTopologySpread {
     }
 
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &NodeInfo) {
-        if let Some(s) = state.read::<State>(STATE) {
-            let mut s = s.clone();
-            s.update(pod, other, node, 1);
-            state.write(STATE, s);
-        }
+        state.update(STATE, |s: &mut State| s.update(pod, other, node, 1));
     }
 
     fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &NodeInfo) {
-        if let Some(s) = state.read::<State>(STATE) {
-            let mut s = s.clone();
-            s.update(pod, other, node, -1);
-            state.write(STATE, s);
-        }
+        state.update(STATE, |s: &mut State| s.update(pod, other, node, -1));
     }
 }
 
