@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rudder_api::StatusError;
 use rudder_api::table::{self, IncludeObject};
-use rudder_store::{Event, EventKind, WatchStream};
+use rudder_store::{Event, EventKind, Revision, WatchStream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -66,8 +66,8 @@ pub(crate) async fn watch(
     let from = from.filter(|_| !q.flag("sendInitialEvents"));
     let cache = objects.caches().get(r).await?;
     let open = metrics.watch_started(r.plural);
+    let bookmarks = q.flag("allowWatchBookmarks");
     if let Some(sub) = cache.subscribe(from, &prefix) {
-        let bookmarks = q.flag("allowWatchBookmarks");
         let watcher = Watcher {
             filter,
             name: filter_name,
@@ -91,8 +91,16 @@ pub(crate) async fn watch(
             .watch(&prefix, from)
             .await
             .map_err(store_error)?;
+        let pump = Pump {
+            resource: r,
+            filter,
+            name: filter_name,
+            tx,
+            render,
+            bookmarks,
+        };
         tokio::spawn(async move {
-            pump(stream, r, filter, filter_name, tx, timeout, render).await;
+            pump.run(stream, from, timeout).await;
             drop(open);
         });
     }
@@ -158,13 +166,7 @@ impl Watcher {
             sent = sent.max(event.revision);
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        // As kube-apiserver: a bookmark every minute, and one 2 s before
-        // the watch times out, so the client can resume from there.
-        let period = match timeout {
-            Some(t) if t > Duration::from_secs(2) => BOOKMARK_EVERY.min(t - Duration::from_secs(2)),
-            _ => BOOKMARK_EVERY,
-        };
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut ticks = bookmark_ticks(timeout);
         loop {
             let next = tokio::select! {
                 next = live.recv() => next,
@@ -240,6 +242,16 @@ impl Watcher {
     }
 }
 
+/// As kube-apiserver: a bookmark every minute, and one 2 s before the
+/// watch times out, so the client can resume from there.
+fn bookmark_ticks(timeout: Option<Duration>) -> tokio::time::Interval {
+    let period = match timeout {
+        Some(t) if t > Duration::from_secs(2) => BOOKMARK_EVERY.min(t - Duration::from_secs(2)),
+        _ => BOOKMARK_EVERY,
+    };
+    tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -308,44 +320,58 @@ impl Render {
     }
 }
 
-async fn pump(
-    mut stream: WatchStream,
+/// One watch served from the store (older than the cache's history).
+struct Pump {
     resource: &'static Resource,
     filter: Filter,
     name: Option<String>,
     tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
-    timeout: Option<Duration>,
-    mut render: Render,
-) {
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    loop {
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => return, // timeoutSeconds reached: end the response cleanly
-            },
-            None => tokio::select! {
+    render: Render,
+    bookmarks: bool,
+}
+
+impl Pump {
+    async fn run(mut self, mut stream: WatchStream, from: Revision, timeout: Option<Duration>) {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut ticks = bookmark_ticks(timeout);
+        // The store sends changes in order: once one is out, every earlier
+        // one is.
+        let mut sent = from.saturating_sub(1);
+        loop {
+            let next = tokio::select! {
                 next = stream.next() => next,
-                () = tx.closed() => return,
-            },
-        };
-        let out = match next {
-            None => return,
-            Some(Err(e)) => {
-                let status = store_error(e);
-                let _ = tx
-                    .send(line(&json!({"type": "ERROR", "object": status.to_json()})))
-                    .await;
+                () = self.tx.closed() => return,
+                () = sleep_until(deadline) => return,
+                _ = ticks.tick(), if self.bookmarks && sent > 0 => {
+                    let mark = bookmark(self.resource, sent);
+                    if self.tx.send(line(&self.render.event(mark))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let out = match next {
+                None => return,
+                Some(Err(e)) => {
+                    let status = store_error(e);
+                    let _ = self
+                        .tx
+                        .send(line(&json!({"type": "ERROR", "object": status.to_json()})))
+                        .await;
+                    return;
+                }
+                Some(Ok(event)) => {
+                    sent = sent.max(event.revision());
+                    match convert(&event, self.resource, &self.filter, &self.name) {
+                        Ok(Some(v)) => v,
+                        Ok(None) => continue,
+                        Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
+                    }
+                }
+            };
+            if self.tx.send(line(&self.render.event(out))).await.is_err() {
                 return;
             }
-            Some(Ok(event)) => match convert(&event, resource, &filter, &name) {
-                Ok(Some(v)) => v,
-                Ok(None) => continue,
-                Err(status) => json!({"type": "ERROR", "object": status.to_json()}),
-            },
-        };
-        if tx.send(line(&render.event(out))).await.is_err() {
-            return;
         }
     }
 }

@@ -83,6 +83,10 @@ struct State {
     objects: BTreeMap<String, KeyValue>,
     /// Every change up to here is applied.
     revision: Revision,
+    /// Every change from this revision on is in `history` (the list's
+    /// revision + 1, later the revision after the last event let go).
+    /// `revision` may move past it by confirmations without events.
+    since: Revision,
     history: VecDeque<Arc<CacheEvent>>,
     events: broadcast::Sender<Arc<CacheEvent>>,
 }
@@ -149,13 +153,9 @@ impl Cache {
                 revision: state.revision,
             }),
             Some(from) => {
-                let oldest = state
-                    .history
-                    .front()
-                    .map_or(state.revision + 1, |e| e.revision);
-                // Changes before `from` that are no longer in the history
-                // are fine only if nothing happened since: an empty window.
-                if from < oldest && from <= state.revision {
+                // Changes since `from` the cache may not have: the store
+                // replays them.
+                if from < state.since {
                     return None;
                 }
                 let replay = state
@@ -265,8 +265,10 @@ impl Cache {
             EventKind::Delete => state.objects.remove(&key),
         };
         state.revision = state.revision.max(revision);
-        if state.history.len() == HISTORY {
-            state.history.pop_front();
+        if state.history.len() == HISTORY
+            && let Some(gone) = state.history.pop_front()
+        {
+            state.since = gone.revision + 1;
         }
         state.history.push_back(cached.clone());
         if let Some(aged) = state.history.len().checked_sub(DECODED_KEPT + 1)
@@ -321,6 +323,7 @@ impl WatchCaches {
                         state: RwLock::new(State {
                             objects: BTreeMap::new(),
                             revision: 0,
+                            since: 1,
                             history: VecDeque::new(),
                             events: broadcast::channel(FAN_OUT).0,
                         }),
@@ -375,6 +378,7 @@ async fn run(
                 .map(|kv| (kv.key.clone(), kv))
                 .collect();
             state.revision = revision;
+            state.since = revision + 1;
             state.history.clear();
             // Ends the watches served so far: what they saw may not lead
             // on to this list.

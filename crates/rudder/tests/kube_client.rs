@@ -136,10 +136,19 @@ async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
             .boxed(),
     ];
     let before = store_watches(&client).await;
-    // ... and a hundred more cost the store nothing.
+    // ... and a hundred more from a version the cache has (a list served
+    // from it: other writes in the cluster may have moved its start past
+    // `rv`) cost the store nothing.
+    let cached = cms
+        .list(&ListParams::default().match_any())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for _ in 0..100 {
         streams.push(
-            cms.watch(&WatchParams::default(), &rv)
+            cms.watch(&WatchParams::default(), &cached)
                 .await
                 .unwrap()
                 .boxed(),
@@ -155,7 +164,10 @@ async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
             other => panic!("expected ADDED, got {other:?}"),
         }
     }
-    assert_eq!(store_watches(&client).await, before);
+    // The counter is the whole server's: controllers still starting their
+    // informers add a few, one store watch per watcher would add 100.
+    let added = store_watches(&client).await - before;
+    assert!(added < 50, "{added} store watches for 100 watchers");
 
     // A watch from a version older than the cache's history replays from
     // the store; one from a version the cache has replays from memory.
