@@ -36,6 +36,22 @@ pub(crate) fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+#[allow(dead_code)] // not every benchmark reports CPU
+/// utime + stime of a process, in clock ticks.
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields after ")": state is 0, utime is 11, stime 12.
+    get(11) + get(12)
+}
+
 /// A `kube` client from a kubeconfig file the server wrote.
 #[allow(dead_code)] // not every benchmark talks to a server through kube
 pub(crate) async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {

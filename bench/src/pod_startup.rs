@@ -30,7 +30,7 @@ use serde_json::json;
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::{kube_client as client, rss_mib, selected};
+use common::{cpu_ticks, kube_client as client, rss_mib, selected};
 
 const NODE: &str = "bench-node";
 const IMAGE: &str = "docker.io/local/busybox:v1";
@@ -54,21 +54,6 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // Fields after ")": state is 0, utime is 11, stime 12.
-    get(11) + get(12)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

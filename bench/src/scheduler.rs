@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::{kube_client as client, rss_mib, selected};
+use common::{cpu_ticks, kube_client as client, rss_mib, selected};
 
 /// Creates in flight at once (a client like scheduler_perf's, QPS-free).
 const CREATE_CONCURRENCY: usize = 32;
@@ -179,11 +179,22 @@ fn merge(a: &mut Value, b: Value) {
 
 /// Creates the pods (CREATE_CONCURRENCY at once) and waits until every
 /// one of them is bound; returns the seconds from first create to last bind.
+/// One workload's figures: first create to last bind, and the CPU the
+/// server and the simulated agent spent meanwhile.
+struct Run {
+    pods: usize,
+    secs: f64,
+    server_cpu_secs: f64,
+    sim_cpu_secs: f64,
+}
+
 async fn create_and_wait_bound(
+    cluster: &Cluster,
     client: &kube::Client,
     workload: &str,
     pods: Vec<Pod>,
-) -> Result<f64> {
+) -> Result<Run> {
+    let sim_pid = cluster.sim.as_ref().map_or(0, std::process::Child::id);
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let want: HashSet<String> = pods
         .iter()
@@ -209,6 +220,7 @@ async fn create_and_wait_bound(
     // The watch is listening before the first create.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
+    let ticks = (cpu_ticks(cluster.server.id()), cpu_ticks(sim_pid));
     let slots = Arc::new(tokio::sync::Semaphore::new(CREATE_CONCURRENCY));
     let creates = tokio::spawn(async move {
         let mut set = tokio::task::JoinSet::new();
@@ -247,18 +259,36 @@ async fn create_and_wait_bound(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Linux reports 100 ticks per second.
+    let server_cpu_secs = (cpu_ticks(cluster.server.id()) - ticks.0) as f64 / 100.0;
+    let sim_cpu_secs = (cpu_ticks(sim_pid) - ticks.1) as f64 / 100.0;
     let created = creates.await??;
     eprintln!(
         "bench: {workload}: {total} created in {:.1} s, all bound after {elapsed:.1} s",
         created.as_secs_f64()
     );
     watch.abort();
-    Ok(elapsed)
+    Ok(Run {
+        pods: total,
+        secs: elapsed,
+        server_cpu_secs,
+        sim_cpu_secs,
+    })
 }
 
-fn report(row: &str, pods: usize, secs: f64, cluster: &Cluster) {
-    println!("{row}_pods_per_second: {:.0}", pods as f64 / secs);
+fn report(row: &str, run: &Run, cluster: &Cluster) {
+    let per_pod_ms = |secs: f64| secs * 1000.0 / run.pods as f64;
+    println!("{row}_pods_per_second: {:.0}", run.pods as f64 / run.secs);
     println!("{row}_server_rss_mib: {:.1}", rss_mib(cluster.server.id()));
+    // Steadier than pods/s on a shared 2-core machine: the work per pod.
+    println!(
+        "{row}_server_cpu_ms_per_pod: {:.2}",
+        per_pod_ms(run.server_cpu_secs)
+    );
+    println!(
+        "{row}_sim_agent_cpu_ms_per_pod: {:.2}",
+        per_pod_ms(run.sim_cpu_secs)
+    );
 }
 
 #[tokio::main]
@@ -272,11 +302,10 @@ async fn main() -> Result<()> {
         let list = (0..pods)
             .map(|i| pod(&format!("basic-{i}"), "basic", json!({})))
             .collect();
-        let secs = create_and_wait_bound(&client, "basic", list).await?;
+        let run = create_and_wait_bound(&cluster, &client, "basic", list).await?;
         report(
             &format!("scheduling_basic_{nodes}_nodes_{pods}_pods"),
-            pods,
-            secs,
+            &run,
             &cluster,
         );
     }
@@ -291,11 +320,10 @@ async fn main() -> Result<()> {
         let list = (0..pods)
             .map(|i| pod(&format!("anti-{i}"), "anti", anti.clone()))
             .collect();
-        let secs = create_and_wait_bound(&client, "anti", list).await?;
+        let run = create_and_wait_bound(&cluster, &client, "anti", list).await?;
         report(
             &format!("pod_anti_affinity_{nodes}_nodes_{pods}_pods"),
-            pods,
-            secs,
+            &run,
             &cluster,
         );
     }
@@ -309,11 +337,10 @@ async fn main() -> Result<()> {
         let list = (0..pods)
             .map(|i| pod(&format!("spread-{i}"), "spread", spread.clone()))
             .collect();
-        let secs = create_and_wait_bound(&client, "spread", list).await?;
+        let run = create_and_wait_bound(&cluster, &client, "spread", list).await?;
         report(
             &format!("topology_spreading_{nodes}_nodes_{pods}_pods"),
-            pods,
-            secs,
+            &run,
             &cluster,
         );
     }
@@ -338,15 +365,14 @@ async fn main() -> Result<()> {
         let init = (0..victims)
             .map(|i| pod(&format!("low-{i}"), "low", full("low")))
             .collect();
-        create_and_wait_bound(&client, "low", init).await?;
+        create_and_wait_bound(&cluster, &client, "low", init).await?;
         let list = (0..pods)
             .map(|i| pod(&format!("high-{i}"), "high", full("high")))
             .collect();
-        let secs = create_and_wait_bound(&client, "high", list).await?;
+        let run = create_and_wait_bound(&cluster, &client, "high", list).await?;
         report(
             &format!("preemption_{nodes}_nodes_{pods}_pods"),
-            pods,
-            secs,
+            &run,
             &cluster,
         );
     }

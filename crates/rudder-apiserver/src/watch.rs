@@ -238,6 +238,11 @@ impl Watcher {
         let Some(kind) = event_type(e.kind, before, self.matches(&obj)) else {
             return true;
         };
+        // Seen as the store saw it: the line rendered once for every watch.
+        let unchanged = kind == event_type(e.kind, prev.as_ref().map(|_| true), true).unwrap_or("");
+        if unchanged && !self.resource.converts() && matches!(self.render.format, Format::Json) {
+            return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
+        }
         self.send_value(json!({"type": kind, "object": obj})).await
     }
 }

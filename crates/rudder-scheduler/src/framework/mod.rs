@@ -98,18 +98,27 @@ impl Status {
 /// Data plugins keep for one pod's scheduling cycle, written at PreFilter
 /// and PreScore and read by Filter and Score. Cloning is cheap (shared
 /// values); preemption clones it to try nodes without some of their pods.
+/// A handful of keys, read for every node a filter looks at: a short list
+/// searched in order beats hashing the key each time.
 #[derive(Debug, Clone, Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    data: Vec<(&'static str, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl CycleState {
     pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Arc::new(value));
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.data.push((key, value)),
+        }
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|v| v.downcast_ref())
+        self.data
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_ref())
     }
 
     /// Changes a value in place (copying it first if a clone of this
@@ -472,7 +481,7 @@ impl Framework {
         snapshot: &dyn Snapshot,
     ) -> Result<PreFilterResult, Status> {
         let mut result: PreFilterResult = None;
-        let mut skipped = HashSet::new();
+        let mut skipped = SkippedFilters::default();
         for &i in &self.pre_filter {
             let p = &self.plugins[i];
             let Some(x) = p.pre_filter() else { continue };
@@ -480,7 +489,7 @@ impl Framework {
             match s.code {
                 Code::Success => {}
                 Code::Skip => {
-                    skipped.insert(p.name());
+                    skipped.insert(i);
                     continue;
                 }
                 _ => return Err(s.by(p.name())),
@@ -506,10 +515,10 @@ impl Framework {
     /// Runs every Filter plugin on one node, stopping at the first that
     /// rejects it.
     pub fn run_filters(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let skipped = state.read::<HashSet<&'static str>>(SKIPPED_FILTERS);
+        let skipped = state.read::<SkippedFilters>(SKIPPED_FILTERS);
         for &i in &self.filter {
             let p = &self.plugins[i];
-            if skipped.is_some_and(|s| s.contains(p.name())) {
+            if skipped.is_some_and(|s| s.contains(i)) {
                 continue;
             }
             let Some(x) = p.filter() else { continue };
@@ -782,6 +791,24 @@ impl Framework {
 
 /// The PreFilter plugins that returned Skip: their filters do not run.
 const SKIPPED_FILTERS: &str = "framework/skipped-filters";
+
+/// The plugins (by index in the profile) whose PreFilter said Skip: their
+/// Filter is not run this cycle.
+#[derive(Debug, Default, Clone)]
+struct SkippedFilters(Vec<bool>);
+
+impl SkippedFilters {
+    fn insert(&mut self, plugin: usize) {
+        if self.0.len() <= plugin {
+            self.0.resize(plugin + 1, false);
+        }
+        self.0[plugin] = true;
+    }
+
+    fn contains(&self, plugin: usize) -> bool {
+        self.0.get(plugin).copied().unwrap_or(false)
+    }
+}
 
 #[cfg(test)]
 mod tests {
