@@ -407,6 +407,9 @@ struct Entry {
     time: Value,
     subresource: Option<String>,
     fields: FieldSet,
+    /// Where it sits, unchanged, in the object's managedFields (its JSON
+    /// is kept rather than rendered again); `None` once changed.
+    from: Option<usize>,
 }
 
 impl Entry {
@@ -418,6 +421,7 @@ impl Entry {
             time: v["time"].clone(),
             subresource: v["subresource"].as_str().map(String::from),
             fields: FieldSet::from_fields_v1(&v["fieldsV1"]),
+            from: None,
         })
     }
 
@@ -456,11 +460,13 @@ fn entry_of<'l>(list: &'l mut Vec<Entry>, m: &Manager<'_>, operation: &str) -> &
                 time: Value::Null,
                 subresource: m.subresource.map(String::from),
                 fields: FieldSet::default(),
+                from: None,
             });
             list.len() - 1
         }
     };
     let entry = &mut list[at];
+    entry.from = None;
     entry.time = Value::String(m.time.clone());
     entry.api_version = m.api_version.clone();
     entry
@@ -488,7 +494,14 @@ fn store_entries(obj: &mut Value, mut list: Vec<Entry>, live: &FieldSet) {
 /// managedFields start from `old`'s.
 pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manager<'_>) {
     let status = m.subresource == Some("status");
-    let mut list = old.map(entries).unwrap_or_default();
+    let mut list = match new["metadata"]["managedFields"].as_array() {
+        Some(present) => present
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Entry::parse(v).map(|e| Entry { from: Some(i), ..e }))
+            .collect(),
+        None => old.map(entries).unwrap_or_default(),
+    };
     let diff = match old {
         None => Diff {
             changed: FieldSet::of(kind, new, status).0,
@@ -508,9 +521,13 @@ pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manag
         return;
     }
     for e in &mut list {
+        let before = e.fields.0.len();
         e.fields
             .0
             .retain(|p| !diff.changed.contains(p) && !diff.removed.contains(p));
+        if e.fields.0.len() != before {
+            e.from = None;
+        }
     }
     if !diff.changed.is_empty() {
         entry_of(&mut list, m, "Update")
@@ -519,7 +536,32 @@ pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manag
             .extend(diff.changed);
     }
     list.retain(|e| !e.fields.is_empty());
-    set_entries(new, &list);
+    set_entries_reusing(new, &list);
+}
+
+/// Like [`set_entries`], reusing the JSON of entries that did not change
+/// (`Entry::from`, positions in `obj`'s own managedFields).
+fn set_entries_reusing(obj: &mut Value, list: &[Entry]) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut previous = match meta.remove("managedFields") {
+        Some(Value::Array(previous)) => previous,
+        _ => Vec::new(),
+    };
+    if list.is_empty() {
+        return;
+    }
+    let rendered = list
+        .iter()
+        .map(|e| {
+            e.from
+                .and_then(|i| previous.get_mut(i))
+                .map(Value::take)
+                .unwrap_or_else(|| e.to_json())
+        })
+        .collect();
+    meta.insert("managedFields".into(), Value::Array(rendered));
 }
 
 fn set_entries(obj: &mut Value, list: &[Entry]) {

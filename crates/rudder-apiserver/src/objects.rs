@@ -238,11 +238,11 @@ impl Objects {
     /// Refuses writes into a namespace that is missing or being deleted.
     async fn check_namespace_open(&self, ns: &str) -> Result<(), StatusError> {
         let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
-        let kv = self
-            .store
-            .get(&key(nsr, None, ns))
-            .await
-            .map_err(store_error)?;
+        let k = key(nsr, None, ns);
+        let kv = match self.current_cache(nsr).await?.and_then(|c| c.get(&k)) {
+            Some(kv) => Some(kv),
+            None => self.store.get(&k).await.map_err(store_error)?,
+        };
         let Some(kv) = kv else {
             return Err(StatusError::not_found(nsr, ns));
         };
@@ -361,6 +361,17 @@ impl Objects {
         ))
     }
 
+    /// The watch cache of `r` once it holds every write acknowledged so
+    /// far (admission reads it as kube-apiserver's plugins read their
+    /// informers, without their lag); `None` when the store cannot say.
+    async fn current_cache(
+        &self,
+        r: &'static Resource,
+    ) -> Result<Option<Arc<crate::watchcache::Cache>>, StatusError> {
+        let cache = self.caches.get(r).await?;
+        Ok(cache.sync_with(self.store.as_ref()).await.map(|_| cache))
+    }
+
     /// The Priority admission plugin: a pod's `priorityClassName` (or the
     /// global default class) gives its `priority` and `preemptionPolicy`;
     /// an unknown class is refused (403).
@@ -375,11 +386,11 @@ impl Objects {
             Some(c) => match builtin_priority_class(c) {
                 Some(builtin) => Some(builtin),
                 None => {
-                    let got = self
-                        .store
-                        .get(&key(classes, None, c))
-                        .await
-                        .map_err(store_error)?;
+                    let k = key(classes, None, c);
+                    let got = match self.current_cache(classes).await?.and_then(|c| c.get(&k)) {
+                        Some(kv) => Some(kv),
+                        None => self.store.get(&k).await.map_err(store_error)?,
+                    };
                     match got {
                         Some(kv) => Some(decode(&kv)?),
                         None => {
@@ -391,13 +402,19 @@ impl Objects {
                 }
             },
             None => {
-                let list = self
-                    .store
-                    .range(RangeRequest::prefix(collection_prefix(classes, None)))
-                    .await
-                    .map_err(store_error)?;
+                let prefix = collection_prefix(classes, None);
+                let kvs = match self.current_cache(classes).await? {
+                    Some(cache) => cache.snapshot(&prefix).1,
+                    None => {
+                        self.store
+                            .range(RangeRequest::prefix(prefix))
+                            .await
+                            .map_err(store_error)?
+                            .kvs
+                    }
+                };
                 let mut default = None;
-                for kv in &list.kvs {
+                for kv in &kvs {
                     let pc = decode(kv)?;
                     if pc["globalDefault"] == true {
                         default = Some(pc);

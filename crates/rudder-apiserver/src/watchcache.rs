@@ -181,6 +181,11 @@ impl Cache {
         (state.revision, state.under(within))
     }
 
+    /// One object as of the cache's revision.
+    pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
+        self.read().objects.get(key).cloned()
+    }
+
     pub(crate) fn revision(&self) -> Revision {
         self.read().revision
     }

@@ -230,3 +230,31 @@ fn client_side_applied_fields_pass_to_server_side_apply() {
         .is_err()
     );
 }
+
+#[test]
+fn updates_keep_untouched_entries_and_start_from_the_written_managed_fields() {
+    let mut created = deployment(2, "nginx:1");
+    record_update("Deployment", None, &mut created, &mgr("a"));
+    // An entry nothing in this write touches is kept as it was written,
+    // even with a field this server would not render itself.
+    created["metadata"]["managedFields"][0]["extra"] = json!("kept");
+    let mut scaled = created.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    record_update("Deployment", Some(&created), &mut scaled, &mgr("b"));
+    let entries = scaled["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["manager"], "a");
+    // "a" lost spec.replicas to "b": its entry is rendered again.
+    assert_eq!(entries[0].get("extra"), None);
+    assert_eq!(entries[1]["manager"], "b");
+
+    let mut relabelled = scaled.clone();
+    relabelled["metadata"]["managedFields"][1]["extra"] = json!("kept");
+    relabelled["metadata"]["labels"]["tier"] = json!("front");
+    record_update("Deployment", Some(&scaled), &mut relabelled, &mgr("c"));
+    let entries = relabelled["metadata"]["managedFields"].as_array().unwrap();
+    let b = entries.iter().find(|e| e["manager"] == "b").unwrap();
+    // The written managedFields (with "b"'s change) are the starting point.
+    assert_eq!(b["extra"], "kept");
+    assert!(entries.iter().any(|e| e["manager"] == "c"));
+}
