@@ -13,6 +13,7 @@
 //! Everything is built on first use, once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::OnceLock;
 
@@ -195,7 +196,7 @@ impl OpenApi {
             return Vec::new();
         };
         let mut out = Vec::new();
-        self.shapes.walk(*root, obj, "", &mut out);
+        self.shapes.walk(*root, obj, &mut String::new(), &mut out);
         out
     }
 }
@@ -358,7 +359,9 @@ impl Shapes {
         None
     }
 
-    fn walk(&self, id: usize, value: &Value, path: &str, out: &mut Vec<String>) {
+    /// Adds to `out` the paths in `value` its shape does not know. `path`
+    /// is where `value` sits (grown and cut back on the way down).
+    fn walk(&self, id: usize, value: &Value, path: &mut String, out: &mut Vec<String>) {
         match (self.resolve(id), value) {
             (
                 Some(Shape::Object {
@@ -370,20 +373,24 @@ impl Shapes {
                 // `$patch`, `$setElementOrder/…`: strategic merge patch
                 // directives, not fields.
                 for (key, v) in fields.iter().filter(|(k, _)| !k.starts_with('$')) {
-                    let at = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    match properties.get(key).or(additional.as_ref()) {
-                        Some(child) => self.walk(*child, v, &at, out),
-                        None => out.push(at),
+                    let len = path.len();
+                    if len > 0 {
+                        path.push('.');
                     }
+                    path.push_str(key);
+                    match properties.get(key).or(additional.as_ref()) {
+                        Some(child) => self.walk(*child, v, path, out),
+                        None => out.push(path.clone()),
+                    }
+                    path.truncate(len);
                 }
             }
             (Some(Shape::Array(item)), Value::Array(items)) => {
                 for (i, v) in items.iter().enumerate() {
-                    self.walk(*item, v, &format!("{path}[{i}]"), out);
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    self.walk(*item, v, path, out);
+                    path.truncate(len);
                 }
             }
             _ => {}
