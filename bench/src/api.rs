@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ const LIST_PODS: usize = 10_000;
 
 #[path = "common.rs"]
 mod common;
-use common::{seconds, selected};
+use common::{seconds, selected, spawn_server};
 
 struct Server {
     child: Child,
@@ -53,22 +53,7 @@ impl Server {
         let dir = tempfile::tempdir()?;
         let port = rudder_testing::free_port()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        let child = Command::new(binary)
-            .args([
-                "server",
-                "--disable-agent",
-                "--https-listen-port",
-                &port.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .env("RUDDER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let child = spawn_server(binary, dir.path(), port)
             .with_context(|| format!("starting {}", binary.display()))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !kubeconfig.exists() {

@@ -64,3 +64,35 @@ pub(crate) async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<
     .await?;
     Ok(kube::Client::try_from(config)?)
 }
+
+/// `rudder server` (control plane only) on `port`, its data under `dir`,
+/// writing its kubeconfig to `dir/kubeconfig`; warnings go to stderr.
+#[allow(dead_code)] // not every benchmark starts a server
+pub(crate) fn spawn_server(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+) -> std::io::Result<std::process::Child> {
+    std::process::Command::new(binary)
+        .args(["server", "--disable-agent", "--https-listen-port"])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--write-kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .env("RUDDER_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+}
+
+/// Stops processes as a user would (SIGTERM) and waits for them.
+#[allow(dead_code)] // not every benchmark starts processes
+pub(crate) fn stop<'a>(children: impl IntoIterator<Item = &'a mut std::process::Child>) {
+    for child in children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}

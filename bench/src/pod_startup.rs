@@ -30,7 +30,7 @@ use serde_json::json;
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::{cpu_ticks, kube_client as client, rss_mib, selected};
+use common::{cpu_ticks, kube_client as client, rss_mib, selected, spawn_server, stop};
 
 const NODE: &str = "bench-node";
 const IMAGE: &str = "docker.io/local/busybox:v1";
@@ -47,12 +47,7 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for child in self.agent.iter_mut().chain([&mut self.child]) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
+        stop(self.agent.iter_mut().chain([&mut self.child]));
     }
 }
 
@@ -275,19 +270,7 @@ fn start_server(binary: &Path) -> Result<Server> {
         .context("/bin/busybox: install the Debian package busybox-static")?;
     std::fs::write(images.join("busybox.tar"), busybox)?;
     let port_number = rudder_testing::free_port()?;
-    let port = port_number.to_string();
-    let data = dir.path().join("data");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let child = Command::new(binary)
-        .args(["server", "--disable-agent", "--https-listen-port", &port])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUDDER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
+    let child = spawn_server(binary, dir.path(), port_number)?;
     Ok(Server {
         child,
         agent: None,

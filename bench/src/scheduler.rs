@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::{cpu_ticks, kube_client as client, rss_mib, selected};
+use common::{cpu_ticks, kube_client as client, rss_mib, selected, spawn_server, stop};
 
 /// Creates in flight at once (a client like scheduler_perf's, QPS-free).
 const CREATE_CONCURRENCY: usize = 32;
@@ -45,12 +45,7 @@ struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in self.sim.iter_mut().chain([&mut self.server]) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
+        stop(self.sim.iter_mut().chain([&mut self.server]));
     }
 }
 
@@ -67,21 +62,7 @@ async fn start(binary: &Path, nodes: usize, sim_args: &[&str]) -> Result<(Cluste
     let dir = tempfile::tempdir()?;
     let port = rudder_testing::free_port()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    let server = Command::new(binary)
-        .args([
-            "server",
-            "--disable-agent",
-            "--https-listen-port",
-            &port.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUDDER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
+    let server = spawn_server(binary, dir.path(), port)?;
     let mut cluster = Cluster {
         server,
         sim: None,
