@@ -65,6 +65,8 @@ pub(crate) fn store_error(e: StoreError) -> StatusError {
             "too old resource version: {requested} ({compact_revision})"
         )),
         StoreError::ValueTooLarge { .. } => StatusError::too_large(rudder_store::MAX_REQUEST_BYTES),
+        // Shutting down: clients retry elsewhere or later (as a 503 says).
+        StoreError::Closed => StatusError::unavailable("the server is shutting down; try again"),
         other => StatusError::internal(other.to_string()),
     }
 }

@@ -8,6 +8,7 @@
 //! Everything here is synchronous and pure: the plugins read the
 //! [`Snapshot`] and the pod, never the API.
 
+pub mod fxhash;
 pub mod labels;
 pub mod types;
 

@@ -4,7 +4,9 @@
 //! `minDomains` counting missing domains as empty); `ScheduleAnyway`
 //! constraints score (fewer matching pods in the domain, higher score).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::framework::fxhash::FxHashMap;
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
@@ -147,41 +149,37 @@ impl Constraint {
 }
 
 /// Whether a node takes part in the spread of `pod`'s constraints: it
-/// matches the pod's node affinity (unless ignored), has no taint the pod
-/// does not tolerate (when honoured), and has every constraint's key.
-fn eligible(
-    cs: &[Constraint],
-    required: &Required,
-    pod: &PodInfo,
-    node: &NodeInfo,
-    require_all: bool,
-) -> bool {
+/// matches the pod's node affinity (unless ignored) and has no taint the
+/// pod does not tolerate (when honoured). That it has the constraints'
+/// keys is checked by the caller, which looks them up once.
+fn eligible(cs: &[Constraint], required: &Required, pod: &PodInfo, node: &NodeInfo) -> bool {
     if cs.iter().any(|c| c.honor_affinity) && !required.matches(node) {
         return false;
     }
-    if cs.iter().any(|c| c.honor_taints)
-        && node.taints.iter().any(|t| {
+    let untolerated = || {
+        node.taints.iter().any(|t| {
             matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
                 && !pod.tolerations().iter().any(|tol| tolerates(tol, t))
         })
-    {
-        return false;
-    }
-    !require_all || cs.iter().all(|c| node.labels.contains_key(&c.key))
+    };
+    !(cs.iter().any(|c| c.honor_taints) && untolerated())
 }
+
+/// Matching pods per domain value, for one constraint.
+type Counts = FxHashMap<String, i64>;
 
 #[derive(Debug, Clone)]
 struct State {
     constraints: Vec<Constraint>,
     /// Per constraint, matching pods per domain value.
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Counts>,
     /// Per constraint, the global minimum (0 below `minDomains`), kept
     /// with the counts rather than found again for every node.
     mins: Vec<i64>,
 }
 
 impl State {
-    fn new(constraints: Vec<Constraint>, counts: Vec<HashMap<String, i64>>) -> Self {
+    fn new(constraints: Vec<Constraint>, counts: Vec<Counts>) -> Self {
         let mut s = Self {
             mins: vec![0; constraints.len()],
             constraints,
@@ -228,15 +226,22 @@ fn count(
     pod: &PodInfo,
     snapshot: &dyn Snapshot,
     require_all: bool,
-) -> Vec<HashMap<String, i64>> {
+) -> Vec<Counts> {
     let required = Required::of(pod);
-    let mut counts = vec![HashMap::new(); cs.len()];
+    let mut counts = vec![Counts::default(); cs.len()];
+    // Each constraint's domain on the node at hand, looked up once.
+    let mut domains: Vec<Option<&String>> = Vec::with_capacity(cs.len());
     for node in snapshot.nodes() {
-        if !eligible(cs, &required, pod, node, require_all) {
+        domains.clear();
+        domains.extend(cs.iter().map(|c| node.labels.get(&c.key)));
+        if require_all && domains.iter().any(Option::is_none) {
+            continue;
+        }
+        if !eligible(cs, &required, pod, node) {
             continue;
         }
         for (i, c) in cs.iter().enumerate() {
-            let Some(v) = node.labels.get(&c.key) else {
+            let Some(v) = domains[i] else {
                 continue;
             };
             let n = node.pods.iter().filter(|o| c.counts(pod, o)).count() as i64;
@@ -302,7 +307,7 @@ impl Filter for PodTopologySpread {
 #[derive(Debug)]
 struct Soft {
     constraints: Vec<Constraint>,
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Counts>,
     /// `log(domains + 2)`: spreading over more domains weighs more.
     weights: Vec<f64>,
     /// The pod's own constraints need every key on a node; the defaults
