@@ -407,8 +407,8 @@ struct Entry {
     time: Value,
     subresource: Option<String>,
     fields: FieldSet,
-    /// Where it sits, unchanged, in the object's managedFields (its JSON
-    /// is kept rather than rendered again); `None` once changed.
+    /// Where it sits in the managedFields it was read from, while it is
+    /// unchanged (its JSON can be kept rather than rendered again).
     from: Option<usize>,
 }
 
@@ -477,7 +477,8 @@ fn entries(obj: &Value) -> Vec<Entry> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Entry::parse)
+        .enumerate()
+        .filter_map(|(i, v)| Entry::parse(v).map(|e| Entry { from: Some(i), ..e }))
         .collect()
 }
 
@@ -494,13 +495,11 @@ fn store_entries(obj: &mut Value, mut list: Vec<Entry>, live: &FieldSet) {
 /// managedFields start from `old`'s.
 pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manager<'_>) {
     let status = m.subresource == Some("status");
-    let mut list = match new["metadata"]["managedFields"].as_array() {
-        Some(present) => present
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| Entry::parse(v).map(|e| Entry { from: Some(i), ..e }))
-            .collect(),
-        None => old.map(entries).unwrap_or_default(),
+    // The list `new` carries (the caller's starting point), else `old`'s.
+    let mut list = if new["metadata"]["managedFields"].is_array() {
+        entries(new)
+    } else {
+        old.map(entries).unwrap_or_default()
     };
     let diff = match old {
         None => Diff {
@@ -540,7 +539,8 @@ pub fn record_update(kind: &str, old: Option<&Value>, new: &mut Value, m: &Manag
 }
 
 /// Like [`set_entries`], reusing the JSON of entries that did not change
-/// (`Entry::from`, positions in `obj`'s own managedFields).
+/// (`Entry::from`, positions in `obj`'s own managedFields; entries read
+/// from another object find nothing there and are rendered).
 fn set_entries_reusing(obj: &mut Value, list: &[Entry]) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;

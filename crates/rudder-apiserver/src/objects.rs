@@ -240,12 +240,7 @@ impl Objects {
     /// Refuses writes into a namespace that is missing or being deleted.
     async fn check_namespace_open(&self, ns: &str) -> Result<(), StatusError> {
         let nsr = registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
-        let k = key(nsr, None, ns);
-        let kv = match self.current_cache(nsr).await?.and_then(|c| c.get(&k)) {
-            Some(kv) => Some(kv),
-            None => self.store.get(&k).await.map_err(store_error)?,
-        };
-        let Some(kv) = kv else {
+        let Some(kv) = self.get_current(nsr, &key(nsr, None, ns)).await? else {
             return Err(StatusError::not_found(nsr, ns));
         };
         let obj = decode(&kv)?;
@@ -374,6 +369,19 @@ impl Objects {
         Ok(cache.sync_with(self.store.as_ref()).await.map(|_| cache))
     }
 
+    /// One object with every acknowledged write in it: from the current
+    /// watch cache (whose miss is as good as the store's), else the store.
+    async fn get_current(
+        &self,
+        r: &'static Resource,
+        k: &str,
+    ) -> Result<Option<KeyValue>, StatusError> {
+        match self.current_cache(r).await? {
+            Some(cache) => Ok(cache.get(k)),
+            None => self.store.get(k).await.map_err(store_error),
+        }
+    }
+
     /// The Priority admission plugin: a pod's `priorityClassName` (or the
     /// global default class) gives its `priority` and `preemptionPolicy`;
     /// an unknown class is refused (403).
@@ -387,21 +395,14 @@ impl Objects {
         let class = match &wanted {
             Some(c) => match builtin_priority_class(c) {
                 Some(builtin) => Some(builtin),
-                None => {
-                    let k = key(classes, None, c);
-                    let got = match self.current_cache(classes).await?.and_then(|c| c.get(&k)) {
-                        Some(kv) => Some(kv),
-                        None => self.store.get(&k).await.map_err(store_error)?,
-                    };
-                    match got {
-                        Some(kv) => Some(decode(&kv)?),
-                        None => {
-                            return Err(StatusError::forbidden(format!(
-                                "pods \"{name}\" is forbidden: no PriorityClass with name {c} was found"
-                            )));
-                        }
+                None => match self.get_current(classes, &key(classes, None, c)).await? {
+                    Some(kv) => Some(decode(&kv)?),
+                    None => {
+                        return Err(StatusError::forbidden(format!(
+                            "pods \"{name}\" is forbidden: no PriorityClass with name {c} was found"
+                        )));
                     }
-                }
+                },
             },
             None => {
                 let prefix = collection_prefix(classes, None);

@@ -212,8 +212,10 @@ impl Watcher {
     }
 
     async fn send_event(&mut self, e: &CacheEvent) -> bool {
-        let plain = self.filter.is_empty() && self.name.is_none() && !self.resource.converts();
-        if plain && matches!(self.render.format, Format::Json) {
+        // The line rendered once serves every watch that shows the object
+        // as stored and sees the change as the store did.
+        let verbatim = !self.resource.converts() && matches!(self.render.format, Format::Json);
+        if verbatim && self.filter.is_empty() && self.name.is_none() {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
         let decoded = e.objects();
@@ -238,9 +240,7 @@ impl Watcher {
         let Some(kind) = event_type(e.kind, before, self.matches(&obj)) else {
             return true;
         };
-        // Seen as the store saw it: the line rendered once for every watch.
-        let unchanged = kind == event_type(e.kind, prev.as_ref().map(|_| true), true).unwrap_or("");
-        if unchanged && !self.resource.converts() && matches!(self.render.format, Format::Json) {
+        if verbatim && kind == e.type_ {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
         self.send_value(json!({"type": kind, "object": obj})).await

@@ -49,7 +49,10 @@ pub(crate) struct CacheEvent {
     /// dropped once it is [`DECODED_KEPT`] changes old (a watcher that far
     /// behind decodes again), so the history does not hold decoded copies.
     decoded: Mutex<Option<Arc<Decoded>>>,
-    /// `{"type":…,"object":…}\n` for a watcher without selectors.
+    /// `ADDED`, `MODIFIED` or `DELETED`, as the store saw the change.
+    pub(crate) type_: &'static str,
+    /// `{"type":…,"object":…}\n`, for every watcher that sees the change
+    /// as the store did.
     pub(crate) line: Bytes,
 }
 
@@ -262,6 +265,7 @@ impl Cache {
             kv: shown,
             prev,
             decoded: Mutex::new(None),
+            type_,
             line: line.into(),
         });
         let mut state = self.write();

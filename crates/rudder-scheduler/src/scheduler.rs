@@ -328,11 +328,7 @@ impl Scheduler {
         }
         let info = Arc::new(PodInfo::new(Arc::new(pod)));
         // A nomination made before a restart, or by another scheduler instance.
-        if let Some(node) = info
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
+        if let Some(node) = info.nominated_node_name()
             && self.cache.nomination(&uid).is_none()
         {
             self.cache.nominate(info.clone(), node);

@@ -356,6 +356,20 @@ fn another_server_takes_over_scheduling_when_the_leader_dies() {
             .trim()
             .to_string()
     };
+    let lease_field = |c: &Cluster, field: &str| {
+        c.ok(
+            27,
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                "kube-scheduler",
+                "-o",
+                &format!("jsonpath={{.spec.{field}}}"),
+            ],
+        )
+    };
     let holder_is = |c: &Cluster, id: &str| {
         c.ok(
             33,
@@ -378,36 +392,14 @@ fn another_server_takes_over_scheduling_when_the_leader_dies() {
     // B's scheduler waits: A's schedules what is created through B.
     b.apply(33, &pod("first", "", ""));
     assert_eq!(node_of(&b, "first"), "sim-0");
-    let lease = b.ok(
-        27,
-        &[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "kube-scheduler",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-    );
+    let lease = lease_field(&b, "holderIdentity");
     assert!(lease.ends_with(&a_id), "{lease}");
 
     a.server.kill();
     b.apply(33, &pod("second", "", ""));
     holder_is(&b, &b_id);
     assert_eq!(node_of(&b, "second"), "sim-0");
-    let transitions = b.ok(
-        27,
-        &[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "kube-scheduler",
-            "-o",
-            "jsonpath={.spec.leaseTransitions}",
-        ],
-    );
+    let transitions = lease_field(&b, "leaseTransitions");
     assert_eq!(transitions, "1");
 }
 

@@ -154,6 +154,13 @@ pub trait Snapshot {
     fn nomination(&self, _uid: &str) -> Option<&str> {
         None
     }
+    /// The node `pod` is nominated to, as this scheduler nominated it or
+    /// else as its status says.
+    fn nominated_node(&self, pod: &PodInfo) -> Option<&NodeInfo> {
+        self.nomination(&pod.uid)
+            .or_else(|| pod.nominated_node_name())
+            .and_then(|n| self.node(n))
+    }
     /// The PodDisruptionBudgets preemption tries not to violate.
     fn disruption_budgets(&self) -> &[DisruptionBudget] {
         &[]
@@ -647,16 +654,7 @@ impl Framework {
             }
         };
         // A nominated node (preemption made room there) is tried first.
-        let nominated = snapshot
-            .nomination(&pod.uid)
-            .or_else(|| {
-                pod.pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.nominated_node_name.as_deref())
-            })
-            .and_then(|n| snapshot.node(n));
-        if let Some(node) = nominated
+        if let Some(node) = snapshot.nominated_node(pod)
             && allowed.as_ref().is_none_or(|a| a.contains(&node.name))
             && self
                 .run_filters_with_nominated(&state, pod, node, snapshot)

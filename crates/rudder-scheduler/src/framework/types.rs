@@ -280,6 +280,14 @@ impl PodInfo {
             .filter(|n| !n.is_empty())
     }
 
+    /// `status.nominatedNodeName`: where preemption made room for it.
+    pub fn nominated_node_name(&self) -> Option<&str> {
+        self.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+    }
+
     pub fn tolerations(&self) -> &[Toleration] {
         self.spec()
             .and_then(|s| s.tolerations.as_deref())

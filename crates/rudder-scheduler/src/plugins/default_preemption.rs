@@ -175,15 +175,7 @@ impl PostFilter for DefaultPreemption {
         }
         // Already nominated, and lower-priority pods there are still
         // terminating: wait for them rather than preempt again.
-        if let Some(node) = snapshot
-            .nomination(&pod.uid)
-            .or_else(|| {
-                pod.pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.nominated_node_name.as_deref())
-            })
-            .and_then(|n| snapshot.node(n))
+        if let Some(node) = snapshot.nominated_node(pod)
             && node
                 .pods
                 .iter()

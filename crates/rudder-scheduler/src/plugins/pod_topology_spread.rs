@@ -497,26 +497,32 @@ mod tests {
         ];
         let snap = TestSnapshot::of(&nodes);
         let p = owned("r3").info();
+        let scores = soft_scores(&snap, &p);
+        assert!(scores[1] > scores[0], "{scores:?}");
+        // Without a controller there is nothing to spread.
+        assert_eq!(
+            PodTopologySpread
+                .pre_score(&mut CycleState::default(), &pod("x").info(), &snap, &[])
+                .code,
+            Code::Skip
+        );
+    }
+
+    /// PreScore, then each node's normalized score.
+    fn soft_scores(snap: &TestSnapshot, p: &PodInfo) -> Vec<i64> {
         let mut state = CycleState::default();
         assert!(
             PodTopologySpread
-                .pre_score(&mut state, &p, &snap, &[])
+                .pre_score(&mut state, p, snap, &[])
                 .is_success()
         );
         let mut scores: Vec<i64> = snap
             .nodes
             .iter()
-            .map(|n| PodTopologySpread.score(&state, &p, n))
+            .map(|n| PodTopologySpread.score(&state, p, n))
             .collect();
-        PodTopologySpread.normalize(&state, &p, &mut scores);
-        assert!(scores[1] > scores[0], "{scores:?}");
-        // Without a controller there is nothing to spread.
-        assert_eq!(
-            PodTopologySpread
-                .pre_score(&mut state, &pod("x").info(), &snap, &[])
-                .code,
-            Code::Skip
-        );
+        PodTopologySpread.normalize(&state, p, &mut scores);
+        scores
     }
 
     #[test]
@@ -531,18 +537,7 @@ mod tests {
         ];
         let snap = TestSnapshot::of(&nodes);
         let p = spread(pod("new"), "zone", 1, None, "ScheduleAnyway").info();
-        let mut state = CycleState::default();
-        assert!(
-            PodTopologySpread
-                .pre_score(&mut state, &p, &snap, &[])
-                .is_success()
-        );
-        let mut scores: Vec<i64> = snap
-            .nodes
-            .iter()
-            .map(|n| PodTopologySpread.score(&state, &p, n))
-            .collect();
-        PodTopologySpread.normalize(&state, &p, &mut scores);
+        let scores = soft_scores(&snap, &p);
         assert!(scores[1] > scores[0], "{scores:?}");
         assert_eq!(scores[2], 0);
     }
