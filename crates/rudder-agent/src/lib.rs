@@ -81,6 +81,11 @@ pub struct Config {
     /// An existing CRI socket to use instead of starting containerd (the
     /// kubelet's --container-runtime-endpoint).
     pub runtime_endpoint: Option<PathBuf>,
+    /// Pods' cgroups go under `<cgroup_root>/kubepods` (the kubelet's
+    /// --cgroup-root; "/" by default).
+    pub cgroup_root: String,
+    /// The Linux bridge pods attach to (CNI bridge plugin).
+    pub pod_bridge: String,
 }
 
 /// A running agent; [`Agent::stop`] stops it and its containerd.
@@ -104,7 +109,7 @@ impl Agent {
             dir: dir.join("containerd"),
             pod_subnet: pod_cidr,
             sandbox_image: PAUSE_IMAGE.into(),
-            bridge: "rudder0".into(),
+            bridge: config.pod_bridge.clone(),
         };
         let (down_tx, mut down) = tokio::sync::watch::channel(None::<String>);
         let (containerd, socket, supervisor) = match &config.runtime_endpoint {
@@ -205,6 +210,7 @@ impl Agent {
                 memory: memory_kib() as i128 * 1024,
             },
             snapshot: tokio::sync::watch::Sender::new(Default::default()),
+            cgroup_parent: format!("{}/kubepods", config.cgroup_root.trim_end_matches('/')),
         };
         let streaming = server::serve(
             std::net::SocketAddr::from(([0, 0, 0, 0], config.port)),

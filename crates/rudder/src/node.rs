@@ -23,6 +23,12 @@ pub(crate) struct NodeArgs {
     /// How many files of each container's log are kept, the current one included (containerLogMaxFiles).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..))]
     container_log_max_files: u64,
+    /// Pods' cgroups go under ROOT/kubepods, as with the kubelet's --cgroup-root.
+    #[arg(long, default_value = "/", value_parser = parse_cgroup_root)]
+    cgroup_root: String,
+    /// The Linux bridge pods are attached to (at most 15 characters).
+    #[arg(long, default_value = "rudder0", value_parser = parse_bridge)]
+    pod_bridge: String,
 }
 
 impl NodeArgs {
@@ -66,6 +72,8 @@ impl NodeArgs {
                 .container_runtime_endpoint
                 .as_deref()
                 .map(|e| PathBuf::from(e.trim_start_matches("unix://"))),
+            cgroup_root: self.cgroup_root.clone(),
+            pod_bridge: self.pod_bridge.clone(),
         }
     }
 }
@@ -91,9 +99,58 @@ pub(crate) fn default_node_ip() -> String {
 }
 
 /// A size such as `10Mi`, `512Ki` or `1000000`.
+fn parse_cgroup_root(s: &str) -> Result<String, String> {
+    let path = Path::new(s);
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "{s:?} is not an absolute cgroup path such as / or /rudder"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A network interface name the kernel takes: 1 to 15 bytes, no `/`,
+/// whitespace or `:`.
+fn parse_bridge(s: &str) -> Result<String, String> {
+    let ok = (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok && s != "." && s != ".." {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
+        ))
+    }
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     rudder_api::quantity::parse_value(s)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("{s:?} is not a size such as 10Mi or 512Ki"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_and_cgroup_roots_are_checked() {
+        assert_eq!(parse_bridge("rudder0").unwrap(), "rudder0");
+        assert!(parse_bridge("fifteen-chars-x").is_ok());
+        for bad in ["", "sixteen-chars-xx", "a/b", "a:b", "a b", ".."] {
+            let err = parse_bridge(bad).unwrap_err();
+            assert!(err.contains("not an interface name"), "{bad}: {err}");
+        }
+        assert_eq!(parse_cgroup_root("/").unwrap(), "/");
+        assert_eq!(parse_cgroup_root("/rudder").unwrap(), "/rudder");
+        for bad in ["rudder", "/a/../b", ""] {
+            assert!(parse_cgroup_root(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -40,7 +40,7 @@ fn the_server_runs_a_node_agent_that_registers_its_node() {
         );
     }
     let node = json(&c.ok(27, &["get", "node", "node-1", "-o", "json"]));
-    assert_eq!(node["spec"]["podCIDR"], "10.42.0.0/24");
+    assert_eq!(node["spec"]["podCIDR"], common::POD_CIDR);
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/hostname"], "node-1");
     assert_eq!(labels["kubernetes.io/os"], "linux");
@@ -335,7 +335,7 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
 
     let pod = json(&c.ok(27, &["get", "pod", "sleeper", "-o", "json"]));
     let ip = pod["status"]["podIP"].as_str().unwrap();
-    assert!(ip.starts_with("10.42.0."), "{ip}");
+    assert!(ip.starts_with("10.99.0."), "{ip}");
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
     let cs = &pod["status"]["containerStatuses"][0];
     assert_eq!(cs["ready"], true);
@@ -381,7 +381,7 @@ fn pods_bound_to_the_node_run_and_report_their_status() {
 /// API server; a token for another cluster is refused.
 #[test]
 fn an_agent_joins_with_the_node_token() {
-    let c = Cluster::start(&[]);
+    let c = Cluster::start(&["--cluster-cidr", common::CLUSTER_CIDR]);
     let token_file = c.dir.path().join("data/server/node-token");
     let token = std::fs::read_to_string(&token_file)
         .unwrap()
@@ -425,6 +425,7 @@ fn an_agent_joins_with_the_node_token() {
                 "--kubelet-port",
                 &port,
             ])
+            .args(common::NODE_ARGS)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -450,7 +451,7 @@ fn an_agent_joins_with_the_node_token() {
             .get("node-role.kubernetes.io/control-plane")
             .is_none()
     );
-    assert_eq!(n["spec"]["podCIDR"], "10.42.0.0/24");
+    assert_eq!(n["spec"]["podCIDR"], common::POD_CIDR);
     c.ok(
         33,
         &[
@@ -514,7 +515,7 @@ fn the_agent_uses_an_existing_runtime() {
         .block_on(rudder_cri::containerd::Containerd::start(
             &rudder_cri::containerd::Options {
                 dir: runtime_dir.path().join("containerd"),
-                pod_subnet: "10.42.0.0/24".into(),
+                pod_subnet: common::POD_CIDR.into(),
                 sandbox_image: rudder_agent::PAUSE_IMAGE.into(),
                 bridge: "rudder-ext".into(),
             },

@@ -30,8 +30,6 @@ pub(crate) use env::NodeResources;
 use rudder_controllers::events::Recorder;
 
 pub(crate) const UID_LABEL: &str = "io.kubernetes.pod.uid";
-/// Pods' cgroups go under this parent.
-pub const CGROUP_PARENT: &str = "/kubepods";
 /// How often the static pod manifests are read (the kubelet's
 /// fileCheckFrequency).
 const STATIC_EVERY: Duration = Duration::from_secs(20);
@@ -51,6 +49,8 @@ pub(crate) struct Context {
     /// Bounds the writes in flight to the API.
     pub(crate) api_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) resources: NodeResources,
+    /// Pods' cgroups go under this parent (`<cgroup-root>/kubepods`).
+    pub(crate) cgroup_parent: String,
     /// The runtime as the last relist saw it.
     pub(crate) snapshot: watch::Sender<Arc<Snapshot>>,
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::probes;
 use super::status::{self, Observed};
 use super::volumes::{self, Paths};
-use super::{CGROUP_PARENT, Context, UID_LABEL, container, env, normalize_image};
+use super::{Context, UID_LABEL, container, env, normalize_image};
 use rudder_controllers::events::Kind::{Normal, Warning};
 
 /// How often a pod is compared with the runtime when nothing changes.
@@ -634,7 +634,7 @@ impl Worker {
                 ("io.kubernetes.pod.namespace".into(), ns),
             ]),
             linux: Some(api::LinuxPodSandboxConfig {
-                cgroup_parent: CGROUP_PARENT.into(),
+                cgroup_parent: self.ctx.cgroup_parent.clone(),
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Some(container::namespaces(pod)),
                     run_as_user: pod_sc.run_as_user.map(|value| api::Int64Value { value }),

@@ -11,6 +11,34 @@ use std::time::Duration;
 
 pub const READY: &str = "rudder server running";
 
+/// Node tests keep clear of a Rudder cluster that may run on this machine
+/// (`scripts/up`): their pods get a bridge, a cgroup root and a pod range
+/// of their own.
+pub const NODE_ARGS: [&str; 4] = ["--cgroup-root", CGROUP_ROOT, "--pod-bridge", BRIDGE];
+pub const CLUSTER_CIDR: &str = "10.99.0.0/16";
+/// The first node's podCIDR in [`CLUSTER_CIDR`].
+pub const POD_CIDR: &str = "10.99.0.0/24";
+const CGROUP_ROOT: &str = "/rudder-test";
+const BRIDGE: &str = "rudder-test0";
+
+/// The pod network namespaces this machine had before the test's node
+/// started (a cluster of the machine's own may have some): only the
+/// others count as left behind.
+fn netns_before() -> &'static Vec<String> {
+    static BEFORE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    BEFORE.get_or_init(pod_netns)
+}
+
+fn pod_netns() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cni-"))
+        .collect()
+}
+
 pub struct Server {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -171,7 +199,12 @@ impl Cluster {
             ];
             let kubelet_port = rudder_testing::free_port().unwrap().to_string();
             if agent {
+                netns_before();
                 args.extend_from_slice(&["--kubelet-port", &kubelet_port]);
+                args.extend_from_slice(&NODE_ARGS);
+                if !extra.contains(&"--cluster-cidr") {
+                    args.extend_from_slice(&["--cluster-cidr", CLUSTER_CIDR]);
+                }
             } else {
                 args.push("--disable-agent");
             }
@@ -430,13 +463,16 @@ pub fn sandboxes(socket: &Path) -> Vec<(String, bool)> {
 /// before the agent removes them); returns what is left, if anything.
 pub fn pods_left(socket: &Path) -> String {
     let mut left = String::new();
+    let before = netns_before();
     for _ in 0..300 {
-        let netns = Command::new("ip").args(["netns"]).output().unwrap();
-        let netns = String::from_utf8_lossy(&netns.stdout).to_string();
+        let netns: Vec<String> = pod_netns()
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
         let sandboxes = sandboxes(socket);
         left = String::new();
-        if netns.contains("cni-") {
-            left.push_str(&format!("network namespaces: {netns}"));
+        if !netns.is_empty() {
+            left.push_str(&format!("network namespaces: {netns:?}"));
         }
         if !sandboxes.is_empty() {
             left.push_str(&format!("sandboxes: {sandboxes:?}"));
@@ -455,7 +491,7 @@ pub fn pods_left(socket: &Path) -> String {
 /// After the server stopped: removes what the runtime leaves by design
 /// (the bridge, the cgroup parents) and checks nothing else is left.
 pub fn clean_node(netns_left: &str, data: &Path) {
-    let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
+    let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
     remove_kubepods_cgroups();
     assert!(netns_left.is_empty(), "left behind: {netns_left}");
     // Shims end once containerd deleted their tasks.
@@ -489,7 +525,7 @@ pub fn clean_node(netns_left: &str, data: &Path) {
 /// containerd, and removes their network namespaces and mounts.
 pub fn force_clean_node(data: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let pids: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/pids/kubepods")
+    let pids: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/pids{CGROUP_ROOT}/kubepods"))
         .into_iter()
         .flatten()
         .flatten()
@@ -530,7 +566,7 @@ pub fn force_clean_node(data: &Path) {
     for p in points {
         let _ = Command::new("umount").arg(p).status();
     }
-    let _ = Command::new("ip").args(["link", "del", "rudder0"]).status();
+    let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
     remove_kubepods_cgroups();
 }
 
@@ -538,6 +574,7 @@ pub fn force_clean_node(data: &Path) {
 /// image (`docker.io/local/busybox:v1`, from Debian's busybox-static) in
 /// `data/agent/images/`, which the agent imports at start.
 pub fn node_dir() -> tempfile::TempDir {
+    netns_before();
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("data/agent/images");
     std::fs::create_dir_all(&images).unwrap();
@@ -547,20 +584,22 @@ pub fn node_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Removes the empty cgroups runc left under `kubepods` (cpuset keeps a
-/// container's at times), then the parents.
+/// Removes the empty cgroups runc left under the test's `kubepods` (cpuset
+/// keeps a container's at times), then the parents.
 fn remove_kubepods_cgroups() {
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
-        let parent = hierarchy.path().join("kubepods");
+        let root = hierarchy.path().join(CGROUP_ROOT.trim_start_matches('/'));
+        let parent = root.join("kubepods");
         for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
             if child.path().is_dir() {
                 let _ = std::fs::remove_dir(child.path());
             }
         }
         let _ = std::fs::remove_dir(parent);
+        let _ = std::fs::remove_dir(root);
     }
 }
