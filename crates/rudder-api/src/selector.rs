@@ -365,9 +365,170 @@ pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// What selectors read of a stored object, as kube's GetAttrs gives it:
+/// `metadata.name`, `metadata.namespace`, `metadata.labels` and the given
+/// field paths, picked from the JSON without building the rest (a pod's
+/// containers and managedFields are skipped, not allocated).
+pub fn selectable(json: &[u8], fields: &[&str]) -> serde_json::Result<Value> {
+    let mut paths = vec!["metadata.name", "metadata.namespace", "metadata.labels"];
+    paths.extend_from_slice(fields);
+    pick(json, &paths)
+}
+
+/// The members of a JSON object that dotted `paths` lead to (whole where a
+/// path ends; absent ones left out), read without building the rest.
+pub fn pick(json: &[u8], paths: &[&str]) -> serde_json::Result<Value> {
+    let paths: Vec<Vec<&str>> = paths.iter().map(|f| f.split('.').collect()).collect();
+    let paths: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let picked = serde::de::DeserializeSeed::deserialize(Pick(&paths), &mut de)?;
+    de.end()?;
+    Ok(picked)
+}
+
+/// Keeps the members the paths lead to (whole where a path ends).
+struct Pick<'p, 'a>(&'p [&'a [&'a str]]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pick<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pick<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            let key: &str = &key;
+            let sub: Vec<&[&str]> = self
+                .0
+                .iter()
+                .filter(|p| p.first() == Some(&key))
+                .map(|p| &p[1..])
+                .collect();
+            if sub.is_empty() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else if sub.iter().any(|p| p.is_empty()) {
+                out.insert(key.to_string(), map.next_value()?);
+            } else {
+                out.insert(key.to_string(), map.next_value_seed(Pick(&sub))?);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    // Where an object was wanted, anything else reads as absent.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// A member name, borrowed from the input unless it has escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn selectable_keeps_what_selectors_read_and_matches_as_the_whole() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u",
+                "labels": {"app": "web", "tier": "front"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"nodeName": "n1", "hostNetwork": true, "schedulerName": "default-scheduler",
+                "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready"}]}
+        });
+        let fields = supported_fields("", "Pod");
+        let raw = serde_json::to_vec(&pod).unwrap();
+        let picked = selectable(&raw, fields).unwrap();
+        assert_eq!(
+            picked,
+            json!({
+                "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web", "tier": "front"}},
+                "spec": {"nodeName": "n1", "hostNetwork": true, "schedulerName": "default-scheduler"},
+                "status": {"phase": "Running"}
+            })
+        );
+        for (labels, fields_sel) in [
+            ("app=web", "spec.nodeName=n1"),
+            (
+                "app in (web,db),tier",
+                "status.phase!=Succeeded,status.phase!=Failed",
+            ),
+            ("app!=web", ""),
+            ("", "spec.nodeName="),
+            ("", "spec.hostNetwork=true,metadata.namespace=ns"),
+            ("", "spec.nodeName!=,metadata.name=q"),
+        ] {
+            let l = LabelSelector::parse(labels).unwrap();
+            let f = FieldSelector::parse(fields_sel, fields).unwrap();
+            let on = |v: &Value| l.matches(v["metadata"]["labels"].as_object()) && f.matches(v);
+            assert_eq!(on(&picked), on(&pod), "{labels} / {fields_sel}");
+        }
+        // Not an object where one was wanted, escaped names, bad JSON.
+        let odd = br#"{"metadata":[1,2],"spec":"x","status":{"phase":"Pending"}}"#;
+        assert_eq!(
+            selectable(odd, fields).unwrap(),
+            json!({"metadata": null, "spec": null, "status": {"phase": "Pending"}})
+        );
+        assert!(selectable(b"{\"metadata\":", fields).is_err());
+        assert!(selectable(b"{} x", fields).is_err());
+    }
 
     use super::*;
 

@@ -14,6 +14,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rudder_api::StatusError;
+use rudder_api::selector::supported_fields;
 use rudder_api::table::{self, IncludeObject};
 use rudder_store::{Event, EventKind, Revision, WatchStream};
 use serde_json::{Value, json};
@@ -218,6 +219,28 @@ impl Watcher {
         if verbatim && self.filter.is_empty() && self.name.is_none() {
             return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
         }
+        if let Format::Metadata(api_version) = self.render.format
+            && self.filter.is_empty()
+            && self.name.is_none()
+        {
+            let Some(line) = e.metadata_line(api_version) else {
+                return true;
+            };
+            return self.tx.send(Ok(Frame::data(line))).await.is_ok();
+        }
+        if verbatim {
+            // Selectors read a few fields: those are picked, the line is
+            // the stored JSON.
+            let fields = supported_fields(self.resource.group, self.resource.kind);
+            let attrs = e.attrs(fields);
+            let (obj, prev) = &*attrs;
+            let Some(obj) = obj else { return true };
+            let before = prev.as_ref().map(|p| self.matches(p));
+            let Some(kind) = event_type(e.kind, before, self.matches(obj)) else {
+                return true;
+            };
+            return self.tx.send(Ok(Frame::data(e.line_as(kind)))).await.is_ok();
+        }
         let decoded = e.objects();
         let (obj, prev) = &*decoded;
         let Some(obj) = obj else { return true };
@@ -240,9 +263,16 @@ impl Watcher {
         let Some(kind) = event_type(e.kind, before, self.matches(&obj)) else {
             return true;
         };
-        if verbatim && kind == e.type_ {
-            return self.tx.send(Ok(Frame::data(e.line.clone()))).await.is_ok();
-        }
+        // An object that no longer matches leaves as it was before the
+        // change, at the change's revision (kube-apiserver's cacher).
+        let obj = match (kind, prev) {
+            ("DELETED", Some(prev)) if e.type_ != "DELETED" => {
+                let mut prev = prev.into_owned();
+                set_resource_version(&mut prev, e.revision);
+                Cow::Owned(prev)
+            }
+            _ => obj,
+        };
         self.send_value(json!({"type": kind, "object": obj})).await
     }
 }
@@ -407,8 +437,18 @@ fn convert(
     };
     let matches = |obj: &Value| filter.matches(obj) && name_ok(name, obj);
     let before = prev.as_ref().map(matches);
-    Ok(event_type(event.kind, before, matches(&obj))
-        .map(|kind| json!({"type": kind, "object": obj})))
+    let Some(kind) = event_type(event.kind, before, matches(&obj)) else {
+        return Ok(None);
+    };
+    // An object that no longer matches leaves as it was before the change.
+    let obj = match (kind, event.kind, prev) {
+        ("DELETED", EventKind::Put, Some(mut prev)) => {
+            set_resource_version(&mut prev, event.revision());
+            prev
+        }
+        _ => obj,
+    };
+    Ok(Some(json!({"type": kind, "object": obj})))
 }
 
 /// How a change shows to a watch with selectors: an object that starts

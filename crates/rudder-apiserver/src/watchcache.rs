@@ -49,6 +49,12 @@ pub(crate) struct CacheEvent {
     /// dropped once it is [`DECODED_KEPT`] changes old (a watcher that far
     /// behind decodes again), so the history does not hold decoded copies.
     decoded: Mutex<Option<Arc<Decoded>>>,
+    /// What selectors read of the object after and before the change
+    /// (see [`rudder_api::selector::selectable`]), kept as `decoded` is.
+    attrs: Mutex<Option<Arc<Decoded>>>,
+    /// The object's metadata as JSON, with its resourceVersion, for
+    /// metadata-only watchers (the garbage collector's), made once.
+    metadata: std::sync::OnceLock<Option<Bytes>>,
     /// `ADDED`, `MODIFIED` or `DELETED`, as the store saw the change.
     pub(crate) type_: &'static str,
     /// `{"type":…,"object":…}\n`, for every watcher that sees the change
@@ -73,12 +79,98 @@ impl CacheEvent {
         .clone()
     }
 
-    fn forget_decoded(&self) {
-        self.decoded
+    /// What selectors read of the object after and before the change
+    /// (`fields`: the resource's selectable fields), picked once.
+    pub(crate) fn attrs(&self, fields: &[&str]) -> Arc<Decoded> {
+        let mut slot = self
+            .attrs
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert_with(|| {
+            let pick = |kv: &KeyValue| rudder_api::selector::selectable(&kv.value, fields).ok();
+            Arc::new((pick(&self.kv), self.prev.as_ref().and_then(pick)))
+        })
+        .clone()
     }
+
+    /// The line a metadata-only watcher without selectors sees:
+    /// the object as `PartialObjectMetadata` of `api_version`.
+    pub(crate) fn metadata_line(&self, api_version: &str) -> Option<Bytes> {
+        let metadata = self.metadata.get_or_init(|| {
+            #[derive(serde::Deserialize)]
+            struct Of<'a> {
+                #[serde(borrow)]
+                metadata: &'a serde_json::value::RawValue,
+            }
+            let of: Of = serde_json::from_slice(&self.kv.value).ok()?;
+            // Stored metadata has no resourceVersion: it goes in first.
+            let rest = of
+                .metadata
+                .get()
+                .trim_start()
+                .strip_prefix('{')?
+                .trim_start();
+            let rv = format!("{{\"resourceVersion\":\"{}\"", self.kv.mod_revision);
+            let mut json = Vec::with_capacity(rv.len() + rest.len() + 1);
+            json.extend_from_slice(rv.as_bytes());
+            if !rest.starts_with('}') {
+                json.push(b',');
+            }
+            json.extend_from_slice(rest.as_bytes());
+            Some(Bytes::from(json))
+        });
+        let metadata = metadata.as_ref()?;
+        let head = format!(
+            "{{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"{api_version}\",\"metadata\":"
+        );
+        let mut object = Vec::with_capacity(head.len() + metadata.len() + 1);
+        object.extend_from_slice(head.as_bytes());
+        object.extend_from_slice(metadata);
+        object.push(b'}');
+        Some(event_line(self.type_, &object))
+    }
+
+    /// The event's line as a watcher sees it whose selectors make it
+    /// `type_`: `ADDED` shows the object, `DELETED` (it no longer matches)
+    /// the object as it was before, at this change's revision, as
+    /// kube-apiserver's cacher does.
+    pub(crate) fn line_as(&self, type_: &str) -> Bytes {
+        if type_ == self.type_ {
+            return self.line.clone();
+        }
+        let object = match (type_, &self.prev) {
+            ("DELETED", Some(prev)) => with_resource_version(&KeyValue {
+                mod_revision: self.revision,
+                ..prev.clone()
+            })
+            .unwrap_or_default(),
+            _ => {
+                // The object as the line holds it, between the type and "}\n".
+                let at = "{\"type\":\"\",\"object\":".len() + self.type_.len();
+                self.line.slice(at..self.line.len() - 2)
+            }
+        };
+        event_line(type_, &object)
+    }
+
+    fn forget_decoded(&self) {
+        for slot in [&self.decoded, &self.attrs] {
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+        }
+    }
+}
+
+/// `{"type":…,"object":…}\n`
+fn event_line(type_: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(type_.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    line.into()
 }
 
 #[derive(Debug)]
@@ -251,12 +343,7 @@ impl Cache {
             (EventKind::Put, Some(_)) => "MODIFIED",
             (EventKind::Put, None) => "ADDED",
         };
-        let mut line = Vec::with_capacity(object.len() + 32);
-        line.extend_from_slice(b"{\"type\":\"");
-        line.extend_from_slice(type_.as_bytes());
-        line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(&object);
-        line.extend_from_slice(b"}\n");
+        let line = event_line(type_, &object);
         let key = kv.key.clone();
         let cached = Arc::new(CacheEvent {
             revision,
@@ -265,8 +352,10 @@ impl Cache {
             kv: shown,
             prev,
             decoded: Mutex::new(None),
+            attrs: Mutex::new(None),
+            metadata: std::sync::OnceLock::new(),
             type_,
-            line: line.into(),
+            line,
         });
         let mut state = self.write();
         match kind {

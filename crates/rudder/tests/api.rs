@@ -303,12 +303,35 @@ fn watches_replay_current_state_then_stream_changes() {
         "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&labelSelector=app%3Da&resourceVersion={rv}"
     );
     let out = c.ok(33, &["get", "--raw", &path]);
-    let types: Vec<String> = out
-        .lines()
-        .map(json)
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect();
+    let events: Vec<Value> = out.lines().map(json).collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["ADDED", "DELETED", "ADDED"], "{out}");
+    // Whole objects; the one leaving shows itself as it was before the
+    // change, at the change's resourceVersion (as kube-apiserver does).
+    let rv_of = |e: &Value| {
+        e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(
+        events[0]["object"]["metadata"]["labels"]["app"], "a",
+        "{out}"
+    );
+    assert_eq!(events[0]["object"]["kind"], "ConfigMap", "{out}");
+    assert!(events[0]["object"]["metadata"]["uid"].is_string(), "{out}");
+    assert_eq!(
+        events[1]["object"]["metadata"]["labels"]["app"], "a",
+        "{out}"
+    );
+    assert!(rv_of(&events[0]) < rv_of(&events[1]), "{out}");
+    assert!(rv_of(&events[1]) < rv_of(&events[2]), "{out}");
+    let now = json(&c.ok(27, &["get", "configmap", "third", "-o", "json"]));
+    assert_eq!(
+        events[2]["object"]["metadata"]["resourceVersion"], now["metadata"]["resourceVersion"],
+        "{out}"
+    );
 }
 
 #[test]

@@ -308,11 +308,36 @@ async fn metadata_only_lists_and_watches() {
         .await
         .unwrap()
         .boxed();
-    cms.create(&PostParams::default(), &configmap("meta-2"))
+    let created = cms
+        .create(&PostParams::default(), &configmap("meta-2"))
         .await
         .unwrap();
+    let created_rv: u64 = created
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
     match stream.next().await.unwrap().unwrap() {
-        WatchEvent::Added(m) => assert_eq!(m.metadata.name.as_deref(), Some("meta-2")),
+        WatchEvent::Added(m) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("meta-2"));
+            assert_eq!(m.metadata.uid, created.metadata.uid);
+            assert_eq!(
+                m.metadata.resource_version,
+                created.metadata.resource_version
+            );
+            assert_eq!(m.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+        }
+        other => panic!("{other:?}"),
+    }
+    cms.delete("meta-2", &Default::default()).await.unwrap();
+    match stream.next().await.unwrap().unwrap() {
+        WatchEvent::Deleted(m) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("meta-2"));
+            let rv: u64 = m.metadata.resource_version.unwrap().parse().unwrap();
+            assert!(rv > created_rv, "{rv} after {created_rv}");
+        }
         other => panic!("{other:?}"),
     }
 }
