@@ -230,6 +230,10 @@ impl Store for MeteredStore {
     async fn current_revision(&self) -> Result<Revision> {
         self.inner.current_revision().await
     }
+
+    fn watch_is_ordered(&self) -> bool {
+        self.inner.watch_is_ordered()
+    }
 }
 
 #[cfg(test)]

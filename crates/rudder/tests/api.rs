@@ -974,6 +974,27 @@ fn metrics_count_requests_and_open_watches() {
         text.contains(r#"rudder_store_request_duration_seconds_count{operation="txn"}"#),
         "{text}"
     );
+
+    // Consistent lists come from the watch cache once it is current (the
+    // embedded store's watch is ordered), not from the store.
+    if c.etcd.is_none() {
+        let ranges = || {
+            let text = c.ok(33, &["get", "--raw", "/metrics"]);
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        r#"rudder_store_request_duration_seconds_count{operation="range"} "#,
+                    )
+                })
+                .unwrap_or("0")
+                .to_string()
+        };
+        let before = ranges();
+        for _ in 0..5 {
+            c.ok(27, &["get", "configmaps"]);
+        }
+        assert_eq!(ranges(), before, "lists went to the store");
+    }
 }
 
 #[test]
