@@ -91,17 +91,24 @@ impl FieldSet {
     /// The FieldsV1 tree.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Map::new();
+        // Paths share their beginnings: a key is allocated only when new.
+        let mut key = String::new();
         for path in &self.0 {
             let mut node = &mut root;
             for elem in path {
-                let key = match elem {
-                    Elem::Field(f) => format!("f:{f}"),
-                    Elem::Key(k) => format!("k:{k}"),
-                    Elem::Value(v) => format!("v:{v}"),
-                    Elem::Itself => ".".into(),
+                key.clear();
+                match elem {
+                    Elem::Field(f) => key.extend(["f:", f]),
+                    Elem::Key(k) => key.extend(["k:", k]),
+                    Elem::Value(v) => key.extend(["v:", v]),
+                    Elem::Itself => key.push('.'),
+                }
+                if !node.contains_key(&key) {
+                    node.insert(key.clone(), json!({}));
+                }
+                let Some(Value::Object(next)) = node.get_mut(&key) else {
+                    break;
                 };
-                let next = node.entry(key).or_insert_with(|| json!({}));
-                let Value::Object(next) = next else { break };
                 node = next;
             }
         }
@@ -121,41 +128,53 @@ impl FieldSet {
     }
 }
 
-fn walk(kind: &str, names: &[&str], v: &Value, path: Path, out: &mut BTreeSet<Path>) {
+fn walk(kind: &str, names: &[&str], v: &Value, mut path: Path, out: &mut BTreeSet<Path>) {
+    let mut names = names.to_vec();
+    walk_in(kind, &mut names, v, &mut path, out);
+}
+
+/// [`walk`] on one path buffer: only the paths it records are copied.
+fn walk_in<'a>(
+    kind: &str,
+    names: &mut Vec<&'a str>,
+    v: &'a Value,
+    path: &mut Path,
+    out: &mut BTreeSet<Path>,
+) {
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
-                let mut p = path.clone();
-                p.push(Elem::Field(k.clone()));
-                let mut n = names.to_vec();
-                n.push(k);
-                walk(kind, &n, child, p, out);
+                path.push(Elem::Field(k.clone()));
+                names.push(k);
+                walk_in(kind, names, child, path, out);
+                names.pop();
+                path.pop();
             }
         }
         Value::Array(items) if !items.is_empty() => match list_strategy(kind, names) {
             ListStrategy::MergeKey(key) if items.iter().all(|i| i.get(key).is_some()) => {
                 for item in items {
-                    let mut p = path.clone();
-                    p.push(Elem::Key(json!({ key: item[key] }).to_string()));
-                    let mut itself = p.clone();
-                    itself.push(Elem::Itself);
-                    out.insert(itself);
-                    walk(kind, names, item, p, out);
+                    path.push(Elem::Key(json!({ key: item[key] }).to_string()));
+                    path.push(Elem::Itself);
+                    out.insert(path.clone());
+                    path.pop();
+                    walk_in(kind, names, item, path, out);
+                    path.pop();
                 }
             }
             ListStrategy::MergePrimitives => {
                 for item in items {
-                    let mut p = path.clone();
-                    p.push(Elem::Value(item.to_string()));
-                    out.insert(p);
+                    path.push(Elem::Value(item.to_string()));
+                    out.insert(path.clone());
+                    path.pop();
                 }
             }
             _ => {
-                out.insert(path);
+                out.insert(path.clone());
             }
         },
         _ => {
-            out.insert(path);
+            out.insert(path.clone());
         }
     }
 }
