@@ -377,7 +377,7 @@ pub fn selectable(json: &[u8], fields: &[&str]) -> serde_json::Result<Value> {
 
 /// The members of a JSON object that dotted `paths` lead to (whole where a
 /// path ends; absent ones left out), read without building the rest.
-pub fn pick(json: &[u8], paths: &[&str]) -> serde_json::Result<Value> {
+fn pick(json: &[u8], paths: &[&str]) -> serde_json::Result<Value> {
     let paths: Vec<Vec<&str>> = paths.iter().map(|f| f.split('.').collect()).collect();
     let paths: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
     let mut de = serde_json::Deserializer::from_slice(json);

@@ -1304,23 +1304,26 @@ pub(crate) fn with_resource_version(kv: &KeyValue) -> Result<Bytes, StatusError>
     const META: &[u8] = b"\"metadata\":{";
     let raw = &kv.value;
     match raw.windows(META.len()).position(|w| w == META) {
-        Some(at) => {
-            let insert = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
-            let after = at + META.len();
-            let empty = raw.get(after) == Some(&b'}');
-            let mut out = Vec::with_capacity(raw.len() + insert.len() + 1);
-            out.extend_from_slice(&raw[..after]);
-            out.extend_from_slice(insert.as_bytes());
-            if !empty {
-                out.push(b',');
-            }
-            out.extend_from_slice(&raw[after..]);
-            Ok(Bytes::from(out))
-        }
+        Some(at) => Ok(resource_version_at(raw, at + META.len(), kv.mod_revision)),
         None => Ok(Bytes::from(
             serde_json::to_vec(&decode(kv)?).unwrap_or_default(),
         )),
     }
+}
+
+/// Stored JSON with `"resourceVersion":"<rev>"` put in as the first member
+/// of the metadata object that opens just before `after`.
+pub(crate) fn resource_version_at(raw: &[u8], after: usize, rev: Revision) -> Bytes {
+    let insert = format!("\"resourceVersion\":\"{rev}\"");
+    let empty = raw.get(after) == Some(&b'}');
+    let mut out = Vec::with_capacity(raw.len() + insert.len() + 1);
+    out.extend_from_slice(&raw[..after]);
+    out.extend_from_slice(insert.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&raw[after..]);
+    Bytes::from(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

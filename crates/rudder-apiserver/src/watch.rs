@@ -263,16 +263,7 @@ impl Watcher {
         let Some(kind) = event_type(e.kind, before, self.matches(&obj)) else {
             return true;
         };
-        // An object that no longer matches leaves as it was before the
-        // change, at the change's revision (kube-apiserver's cacher).
-        let obj = match (kind, prev) {
-            ("DELETED", Some(prev)) if e.type_ != "DELETED" => {
-                let mut prev = prev.into_owned();
-                set_resource_version(&mut prev, e.revision);
-                Cow::Owned(prev)
-            }
-            _ => obj,
-        };
+        let obj = as_seen(kind, e.kind, obj, prev, e.revision);
         self.send_value(json!({"type": kind, "object": obj})).await
     }
 }
@@ -440,15 +431,35 @@ fn convert(
     let Some(kind) = event_type(event.kind, before, matches(&obj)) else {
         return Ok(None);
     };
-    // An object that no longer matches leaves as it was before the change.
-    let obj = match (kind, event.kind, prev) {
-        ("DELETED", EventKind::Put, Some(mut prev)) => {
-            set_resource_version(&mut prev, event.revision());
-            prev
+    let obj = as_seen(
+        kind,
+        event.kind,
+        Cow::Owned(obj),
+        prev.map(Cow::Owned),
+        event.revision(),
+    );
+    Ok(Some(json!({"type": kind, "object": obj})))
+}
+
+/// The object a watch shows of a change it sees as `kind`: an object that
+/// stops matching (`DELETED` where the change was a put) shows as it was
+/// before the change, at the change's revision, as kube-apiserver's cacher
+/// sends it.
+fn as_seen<'a>(
+    kind: &str,
+    change: EventKind,
+    obj: Cow<'a, Value>,
+    prev: Option<Cow<'a, Value>>,
+    revision: Revision,
+) -> Cow<'a, Value> {
+    match (kind, change, prev) {
+        ("DELETED", EventKind::Put, Some(prev)) => {
+            let mut prev = prev.into_owned();
+            set_resource_version(&mut prev, revision);
+            Cow::Owned(prev)
         }
         _ => obj,
-    };
-    Ok(Some(json!({"type": kind, "object": obj})))
+    }
 }
 
 /// How a change shows to a watch with selectors: an object that starts

@@ -21,7 +21,7 @@ use rudder_store::{EventKind, KeyValue, RangeRequest, Revision, Store};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::objects::{decode, store_error, with_resource_version};
+use crate::objects::{decode, resource_version_at, store_error, with_resource_version};
 
 /// Changes kept for watches that start from a past resourceVersion; older
 /// ones are served by a watch on the store.
@@ -53,8 +53,8 @@ pub(crate) struct CacheEvent {
     /// (see [`rudder_api::selector::selectable`]), kept as `decoded` is.
     attrs: Mutex<Option<Arc<Decoded>>>,
     /// The object's metadata as JSON, with its resourceVersion, for
-    /// metadata-only watchers (the garbage collector's), made once.
-    metadata: std::sync::OnceLock<Option<Bytes>>,
+    /// metadata-only watchers (the garbage collector's), kept as `decoded`.
+    metadata: Mutex<Option<Bytes>>,
     /// `ADDED`, `MODIFIED` or `DELETED`, as the store saw the change.
     pub(crate) type_: &'static str,
     /// `{"type":…,"object":…}\n`, for every watcher that sees the change
@@ -96,36 +96,32 @@ impl CacheEvent {
     /// The line a metadata-only watcher without selectors sees:
     /// the object as `PartialObjectMetadata` of `api_version`.
     pub(crate) fn metadata_line(&self, api_version: &str) -> Option<Bytes> {
-        let metadata = self.metadata.get_or_init(|| {
+        let mut slot = self
+            .metadata
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
             #[derive(serde::Deserialize)]
             struct Of<'a> {
                 #[serde(borrow)]
                 metadata: &'a serde_json::value::RawValue,
             }
             let of: Of = serde_json::from_slice(&self.kv.value).ok()?;
+            let raw = of.metadata.get().trim().as_bytes();
             // Stored metadata has no resourceVersion: it goes in first.
-            let rest = of
-                .metadata
-                .get()
-                .trim_start()
-                .strip_prefix('{')?
-                .trim_start();
-            let rv = format!("{{\"resourceVersion\":\"{}\"", self.kv.mod_revision);
-            let mut json = Vec::with_capacity(rv.len() + rest.len() + 1);
-            json.extend_from_slice(rv.as_bytes());
-            if !rest.starts_with('}') {
-                json.push(b',');
+            if raw.first() != Some(&b'{') {
+                return None;
             }
-            json.extend_from_slice(rest.as_bytes());
-            Some(Bytes::from(json))
-        });
-        let metadata = metadata.as_ref()?;
+            *slot = Some(resource_version_at(raw, 1, self.kv.mod_revision));
+        }
+        let metadata = slot.clone()?;
+        drop(slot);
         let head = format!(
             "{{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"{api_version}\",\"metadata\":"
         );
         let mut object = Vec::with_capacity(head.len() + metadata.len() + 1);
         object.extend_from_slice(head.as_bytes());
-        object.extend_from_slice(metadata);
+        object.extend_from_slice(&metadata);
         object.push(b'}');
         Some(event_line(self.type_, &object))
     }
@@ -159,6 +155,10 @@ impl CacheEvent {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
         }
+        self.metadata
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -353,7 +353,7 @@ impl Cache {
             prev,
             decoded: Mutex::new(None),
             attrs: Mutex::new(None),
-            metadata: std::sync::OnceLock::new(),
+            metadata: Mutex::new(None),
             type_,
             line,
         });

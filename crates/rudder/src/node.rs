@@ -98,7 +98,7 @@ pub(crate) fn default_node_ip() -> String {
         .unwrap_or_else(|| "127.0.0.1".into())
 }
 
-/// A size such as `10Mi`, `512Ki` or `1000000`.
+/// An absolute cgroup path without `..` (the kubelet's --cgroup-root).
 fn parse_cgroup_root(s: &str) -> Result<String, String> {
     let path = Path::new(s);
     if !path.is_absolute()
@@ -128,6 +128,7 @@ fn parse_bridge(s: &str) -> Result<String, String> {
     }
 }
 
+/// A size such as `10Mi`, `512Ki` or `1000000`.
 fn parse_size(s: &str) -> Result<u64, String> {
     rudder_api::quantity::parse_value(s)
         .and_then(|v| u64::try_from(v).ok())
