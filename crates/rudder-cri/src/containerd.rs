@@ -22,6 +22,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const RUNC: &str = "/usr/sbin/runc";
 const CRUN: &str = "/usr/bin/crun";
 const CNI_BIN: &str = "/usr/lib/cni";
+/// The CNI plugins the pod network runs: the conflist's chain, and the
+/// loopback plugin containerd runs itself for every sandbox.
+const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "portmap", "loopback"];
 
 /// What the agent's containerd is set up with.
 #[derive(Debug, Clone)]
@@ -75,9 +78,12 @@ impl Containerd {
                 package: "runc",
             });
         }
-        if !Path::new(CNI_BIN).join("bridge").is_file() {
+        if let Some(&plugin) = CNI_PLUGINS
+            .iter()
+            .find(|p| !Path::new(CNI_BIN).join(p).is_file())
+        {
             return Err(Error::Missing {
-                program: "the CNI bridge plugin",
+                program: plugin,
                 package: "containernetworking-plugins",
             });
         }
@@ -267,11 +273,14 @@ oom_score = 0
     )
 }
 
+/// The pod network, named after its bridge: CNI tags its nat rules and
+/// result cache with the network's name, which so tells one node's pods
+/// from another's on the same machine (`scripts/down` removes them by it).
 fn cni_conflist(opts: &Options) -> String {
     format!(
         r#"{{
   "cniVersion": "1.0.0",
-  "name": "podnet",
+  "name": "{bridge}",
   "plugins": [
     {{
       "type": "bridge",

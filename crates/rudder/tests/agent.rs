@@ -571,3 +571,136 @@ fn the_agent_uses_an_existing_runtime() {
         .status();
     common::clean_node(&left, &data);
 }
+
+/// `scripts/down --purge` after a node ran pods (one with a host port and
+/// a memory-backed emptyDir): the server stops, and nothing of the node is
+/// left: no process, network namespace, bridge, nat rule, mount or cgroup,
+/// no data dir, kubeconfig or binary. A second run finds nothing to do.
+#[test]
+fn scripts_down_stops_the_node_and_leaves_nothing_behind() {
+    use std::process::Command;
+    let dir = common::node_dir();
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    let host_port = rudder_testing::free_port().unwrap();
+    c.apply(
+        33,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: web
+    image: local/busybox:v1
+    command: [sh, -c, "httpd -f -p 8080 -h /www"]
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+    volumeMounts: [{{name: mem, mountPath: /mem}}]
+  volumes:
+  - {{name: mem, emptyDir: {{medium: Memory}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: sleeper}}
+spec:
+  containers:
+  - {{name: sleep, image: local/busybox:v1, command: [sleep, "3600"]}}
+"#
+        ),
+    );
+    for pod in ["pod/web", "pod/sleeper"] {
+        c.ok(33, &["wait", "--for=condition=Ready", pod, "--timeout=90s"]);
+    }
+    let data = c.dir.path().join("data");
+    let nat_rules = || {
+        let out = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("name: \\\"{}\\\"", common::BRIDGE)))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(!common::new_pod_netns().is_empty());
+    assert!(!nat_rules().is_empty(), "the pods have masquerading rules");
+
+    // Where scripts/up would have put the cluster: the test's own places.
+    let run = c.dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("server.pid"), c.server.pid().to_string()).unwrap();
+    let bin = c.dir.path().join("bin/rudder");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_rudder"), &bin).unwrap();
+    let down = || {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/down"))
+            .arg("--purge")
+            .env("RUDDER_DATA_DIR", &data)
+            .env("RUDDER_RUN_DIR", &run)
+            .env("RUDDER_LOG_DIR", c.dir.path().join("log"))
+            .env("RUDDER_KUBECONFIG", &c.kubeconfig)
+            .env("RUDDER_BIN", &bin)
+            .env("RUDDER_DEBUG_FILE", c.dir.path().join("rudder.debug"))
+            .env("RUDDER_POD_BRIDGE", common::BRIDGE)
+            .env("RUDDER_CGROUP_ROOT", common::CGROUP_ROOT)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "scripts/down failed:\n{text}");
+        text
+    };
+    let said = down();
+    assert!(c.server.has_exited(), "the server still runs:\n{said}");
+    assert!(said.contains("removing the bridge"), "{said}");
+
+    assert_eq!(common::new_pod_netns(), Vec::<String>::new(), "{said}");
+    assert!(
+        !Command::new("ip")
+            .args(["link", "show", common::BRIDGE])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the bridge is still there"
+    );
+    assert_eq!(nat_rules(), Vec::<String>::new(), "{said}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let data_s = data.to_string_lossy();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(data_s.as_ref()))
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:#?}");
+    let processes = Command::new("pgrep")
+        .args(["-af", &data_s])
+        .output()
+        .unwrap();
+    assert!(
+        processes.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&processes.stdout)
+    );
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(common::CGROUP_ROOT.trim_start_matches('/')))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    for gone in [&data, &c.kubeconfig, &bin, &run] {
+        assert!(!gone.exists(), "{} is still there", gone.display());
+    }
+
+    let again = down();
+    assert!(
+        !again.contains("removing"),
+        "a second run removed more:\n{again}"
+    );
+}

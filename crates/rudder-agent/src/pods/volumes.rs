@@ -65,17 +65,9 @@ async fn volume(
             {
                 options.push_str(&format!(",size={size}"));
             }
-            run(
-                "mount",
-                &[
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &options,
-                    "tmpfs",
-                    &path.to_string_lossy(),
-                ],
-            )?;
+            run(std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+                .arg(&path))?;
         }
         return Ok(path);
     }
@@ -399,17 +391,19 @@ fn is_mount_point(path: &Path) -> bool {
     })
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
+/// Runs `cmd`; its failure says the command line and what it printed.
+fn run(cmd: &mut std::process::Command) -> Result<(), String> {
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = cmd.output().map_err(|e| format!("{line}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
+            "{line}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
@@ -426,7 +420,7 @@ pub(crate) fn clean_up(dir: &Path) {
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
-            if let Err(e) = run("umount", &[p]) {
+            if let Err(e) = run(std::process::Command::new("umount").arg(p)) {
                 tracing::warn!("{e}");
             }
         }

@@ -18,8 +18,8 @@ pub const NODE_ARGS: [&str; 4] = ["--cgroup-root", CGROUP_ROOT, "--pod-bridge", 
 pub const CLUSTER_CIDR: &str = "10.99.0.0/16";
 /// The first node's podCIDR in [`CLUSTER_CIDR`].
 pub const POD_CIDR: &str = "10.99.0.0/24";
-const CGROUP_ROOT: &str = "/rudder-test";
-const BRIDGE: &str = "rudder-test0";
+pub const CGROUP_ROOT: &str = "/rudder-test";
+pub const BRIDGE: &str = "rudder-test0";
 
 /// The pod network namespaces this machine had before the test's node
 /// started (a cluster of the machine's own may have some): only the
@@ -27,6 +27,16 @@ const BRIDGE: &str = "rudder-test0";
 fn netns_before() -> &'static Vec<String> {
     static BEFORE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     BEFORE.get_or_init(pod_netns)
+}
+
+/// The pod network namespaces that appeared since the first node of this
+/// test binary started.
+pub fn new_pod_netns() -> Vec<String> {
+    let before = netns_before();
+    pod_netns()
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect()
 }
 
 fn pod_netns() -> Vec<String> {
@@ -90,6 +100,15 @@ impl Server {
         let status = self.child.wait().unwrap();
         self.log.extend(self.lines.iter());
         status
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (without waiting for it).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// SIGKILL: the process gets no chance to clean up.
@@ -272,6 +291,9 @@ impl Cluster {
         stdin: Option<&str>,
         env: &[(&str, &str)],
     ) -> Output {
+        if args.first() == Some(&"wait") {
+            self.await_objects(minor, kubeconfig, &args[1..]);
+        }
         let home = self.dir.path().join(format!("home-{minor}"));
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(kubectl_binary(minor));
@@ -297,6 +319,54 @@ impl Cluster {
                 .unwrap();
         }
         child.wait_with_output().unwrap()
+    }
+
+    /// Before a `kubectl wait`: waits (within its `--timeout`) until the
+    /// objects it names exist. kubectl waits on a condition of an object
+    /// that exists, and fails at once on one that does not exist yet
+    /// (a Node its agent has not registered, a pod a controller has not
+    /// created): a test must not race its cluster. `--for=delete` and
+    /// selector waits are left as they are.
+    fn await_objects(&self, minor: u32, kubeconfig: &Path, wait_args: &[&str]) {
+        let mut objects = Vec::new();
+        let mut namespace = Vec::new();
+        let mut timeout = 30;
+        let mut args = wait_args.iter();
+        while let Some(&a) = args.next() {
+            match a {
+                "-n" | "--namespace" => namespace = vec!["-n", args.next().copied().unwrap()],
+                "-o" | "--output" | "--for" | "--timeout" => {
+                    args.next();
+                }
+                "-l" | "--selector" | "--all" | "-A" | "--all-namespaces" => return,
+                _ if a.starts_with("--for=delete") => return,
+                _ if a.starts_with("--timeout=") => {
+                    timeout = a["--timeout=".len()..]
+                        .trim_end_matches('s')
+                        .parse()
+                        .unwrap_or(timeout);
+                }
+                _ if a.starts_with('-') => {}
+                _ => objects.push(a),
+            }
+        }
+        for object in objects {
+            let mut get = vec!["get", object, "-o", "name"];
+            get.extend_from_slice(&namespace);
+            for _ in 0..timeout * 10 {
+                if self
+                    .kubectl_env(minor, kubeconfig, &get, None, &[])
+                    .status
+                    .success()
+                {
+                    break;
+                }
+                // Polling the cluster for an object to appear, within the
+                // wait's own bound; nothing is timed.
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// kubectl that must succeed; returns its stdout.
@@ -463,12 +533,8 @@ pub fn sandboxes(socket: &Path) -> Vec<(String, bool)> {
 /// before the agent removes them); returns what is left, if anything.
 pub fn pods_left(socket: &Path) -> String {
     let mut left = String::new();
-    let before = netns_before();
     for _ in 0..300 {
-        let netns: Vec<String> = pod_netns()
-            .into_iter()
-            .filter(|n| !before.contains(n))
-            .collect();
+        let netns = new_pod_netns();
         let sandboxes = sandboxes(socket);
         left = String::new();
         if !netns.is_empty() {
