@@ -139,15 +139,8 @@ fn the_server_runs_a_node_agent_that_registers_its_node() {
 
     // Stopping the server stops the agent's containerd.
     assert!(c.server.terminate().success());
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", &format!("{}/agent/containerd", data.display())])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "containerd still runs: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    let ps = common::processes_matching(&format!("{}/agent/containerd", data.display()));
+    assert!(ps.is_empty(), "containerd still runs: {ps}");
 }
 
 /// Pods bound to the node run in real containers (busybox made from
@@ -579,6 +572,15 @@ fn the_agent_uses_an_existing_runtime() {
 #[test]
 fn scripts_down_stops_the_node_and_leaves_nothing_behind() {
     use std::process::Command;
+    let cni_results = || -> Vec<String> {
+        std::fs::read_dir("/var/lib/cni/results")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let results_before = cni_results();
     let dir = common::node_dir();
     let mut c =
         Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
@@ -671,22 +673,10 @@ spec:
         "the bridge is still there"
     );
     assert_eq!(nat_rules(), Vec::<String>::new(), "{said}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let data_s = data.to_string_lossy();
-    let left: Vec<&str> = mounts
-        .lines()
-        .filter(|l| l.contains(data_s.as_ref()))
-        .collect();
+    let left = common::mounts_under(&data);
     assert!(left.is_empty(), "mounts left: {left:#?}");
-    let processes = Command::new("pgrep")
-        .args(["-af", &data_s])
-        .output()
-        .unwrap();
-    assert!(
-        processes.stdout.is_empty(),
-        "processes left: {}",
-        String::from_utf8_lossy(&processes.stdout)
-    );
+    let processes = common::processes_matching(&data.to_string_lossy());
+    assert!(processes.is_empty(), "processes left: {processes}");
     let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
         .unwrap()
         .flatten()
@@ -694,6 +684,15 @@ spec:
         .filter(|p| p.exists())
         .collect();
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    let results: Vec<String> = cni_results()
+        .into_iter()
+        .filter(|r| !results_before.contains(r))
+        .collect();
+    assert_eq!(
+        results,
+        Vec::<String>::new(),
+        "CNI's result cache keeps entries"
+    );
     for gone in [&data, &c.kubeconfig, &bin, &run] {
         assert!(!gone.exists(), "{} is still there", gone.display());
     }

@@ -577,13 +577,28 @@ pub fn clean_node(netns_left: &str, data: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(shims.is_empty(), "shims left: {shims}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let data = data.to_string_lossy();
-    let left: Vec<&str> = mounts
-        .lines()
-        .filter(|l| l.contains(data.as_ref()))
-        .collect();
+    let left = mounts_under(data);
     assert!(left.is_empty(), "mounts left: {left:#?}");
+}
+
+/// The mounts (lines of mountinfo) that name `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(dir.as_ref()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes whose command line matches `pattern` (pgrep -af).
+pub fn processes_matching(pattern: &str) -> String {
+    let out = Command::new("pgrep")
+        .args(["-af", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// After a failed test: kills what its pods run (everything under the
