@@ -122,6 +122,17 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
             if let Some(spec) = object.get_mut("spec") {
                 job_spec(spec);
             }
+            // SetDefaults_Job: a Job without labels takes its template's.
+            let template_labels = &object["spec"]["template"]["metadata"]["labels"];
+            let no_labels = object["metadata"]["labels"]
+                .as_object()
+                .is_none_or(|l| l.is_empty());
+            if no_labels
+                && template_labels.as_object().is_some_and(|l| !l.is_empty())
+                && object["metadata"].is_object()
+            {
+                object["metadata"]["labels"] = template_labels.clone();
+            }
         }
         ("batch", "CronJob") => {
             if let Some(spec) = object.get_mut("spec").and_then(obj) {

@@ -210,15 +210,21 @@ fn validate_value(value: &str) -> Result<(), SelectorError> {
 /// A parsed field selector: `a=b`, `a==b`, `a!=b`, comma-separated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {
-    terms: Vec<(String, bool, String)>,
+    terms: Vec<(&'static Field, bool, String)>,
 }
 
+/// `metadata.name` and `metadata.namespace`, which every kind's selectors
+/// read (cluster-scoped kinds with a conversion of their own refuse the
+/// namespace).
+const NAME: Field = Field::new("metadata.name", &["metadata.name"], "");
+const NAMESPACE: Field = Field::new("metadata.namespace", &["metadata.namespace"], "");
+
 impl FieldSelector {
-    /// Parses and checks every field against the ones `supported` for the kind.
-    pub fn parse(input: &str, supported: &[&str]) -> Result<Self, SelectorError> {
+    /// Parses and checks every field against the ones the kind supports.
+    pub fn parse(input: &str, fields: &'static Fields) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
         for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
+            let (label, equal, value) = if let Some((f, v)) = part.split_once("!=") {
                 (f, false, v)
             } else if let Some((f, v)) = part.split_once("==") {
                 (f, true, v)
@@ -229,14 +235,17 @@ impl FieldSelector {
                     "invalid selector: '{part}'; can't understand '{part}'"
                 )));
             };
-            let field = field.trim();
-            if field != "metadata.name"
-                && field != "metadata.namespace"
-                && !supported.contains(&field)
-            {
-                return Err(SelectorError(format!("field label not supported: {field}")));
-            }
-            terms.push((field.to_string(), equal, value.trim().to_string()));
+            let label = label.trim();
+            let field = match label {
+                "metadata.name" => &NAME,
+                "metadata.namespace" if fields.namespace => &NAMESPACE,
+                _ => fields
+                    .fields
+                    .iter()
+                    .find(|f| f.label == label)
+                    .ok_or_else(|| fields.unsupported.error(label))?,
+            };
+            terms.push((field, equal, value.trim().to_string()));
         }
         Ok(Self { terms })
     }
@@ -249,33 +258,236 @@ impl FieldSelector {
     pub fn name(&self) -> Option<&str> {
         self.terms
             .iter()
-            .find(|(f, eq, _)| f == "metadata.name" && *eq)
+            .find(|(f, eq, _)| f.label == "metadata.name" && *eq)
             .map(|(_, _, v)| v.as_str())
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        self.terms.iter().all(|(field, equal, want)| {
-            let got = field_value(object, field);
-            (got == *want) == *equal
+        self.terms
+            .iter()
+            .all(|(field, equal, want)| (field.value(object) == *want) == *equal)
+    }
+}
+
+/// A field label a kind's selectors support, and how its value reads
+/// (kube's `GetAttrs` / `ToSelectableFields`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    pub label: &'static str,
+    /// Where the value is: the first path with a non-empty value wins (an
+    /// Event's `source` is its `source.component`, else its
+    /// `reportingComponent`); none means the field is accepted but never
+    /// set (a pod's `status.podIPs`).
+    paths: &'static [&'static str],
+    /// The value when no path has one: Go formats unset booleans and
+    /// numbers as their zero (`spec.unschedulable` reads `false`).
+    unset: &'static str,
+}
+
+impl Field {
+    const fn new(label: &'static str, paths: &'static [&'static str], unset: &'static str) -> Self {
+        Self {
+            label,
+            paths,
+            unset,
+        }
+    }
+
+    /// Strings as they are, booleans and numbers printed.
+    fn value(&self, object: &Value) -> String {
+        self.paths
+            .iter()
+            .find_map(|path| {
+                let v = path.split('.').try_fold(object, |v, part| v.get(part))?;
+                match v {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }
+            })
+            .unwrap_or_else(|| self.unset.to_string())
+    }
+}
+
+/// The field selectors of a kind.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fields {
+    /// Whether `metadata.namespace` is accepted.
+    namespace: bool,
+    fields: &'static [Field],
+    /// The JSON paths the fields read, for [`selectable`].
+    pub pick: &'static [&'static str],
+    unsupported: Unsupported,
+}
+
+/// How kube-apiserver words the refusal of an unsupported field label:
+/// its kinds with a field label conversion of their own, those with the
+/// default one (name and namespace only), and the Job's.
+#[derive(Debug, PartialEq, Eq)]
+enum Unsupported {
+    Plain,
+    MetaOnly,
+    Job,
+}
+
+impl Unsupported {
+    fn error(&self, label: &str) -> SelectorError {
+        SelectorError(match self {
+            Self::Plain => format!("field label not supported: {label}"),
+            Self::MetaOnly => format!(
+                "{label:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+            ),
+            Self::Job => format!("field label {label:?} not supported for batchv1.Job"),
         })
     }
 }
 
-/// A field's value as a selector compares it: strings as they are, other
-/// scalars printed, absent as "".
-fn field_value(object: &Value, path: &str) -> String {
-    let mut v = object;
-    for part in path.split('.') {
-        match v.get(part) {
-            Some(next) => v = next,
-            None => return String::new(),
-        }
+const fn kind_fields(
+    fields: &'static [Field],
+    pick: &'static [&'static str],
+    unsupported: Unsupported,
+) -> Fields {
+    Fields {
+        namespace: true,
+        fields,
+        pick,
+        unsupported,
     }
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => String::new(),
+}
+
+static POD: Fields = kind_fields(
+    &[
+        Field::new("spec.nodeName", &["spec.nodeName"], ""),
+        Field::new("spec.host", &["spec.nodeName"], ""),
+        Field::new("spec.restartPolicy", &["spec.restartPolicy"], ""),
+        Field::new("spec.schedulerName", &["spec.schedulerName"], ""),
+        Field::new("spec.serviceAccountName", &["spec.serviceAccountName"], ""),
+        Field::new("spec.hostNetwork", &["spec.hostNetwork"], "false"),
+        Field::new("status.phase", &["status.phase"], ""),
+        Field::new("status.podIP", &["status.podIP"], ""),
+        Field::new("status.podIPs", &[], ""),
+        Field::new(
+            "status.nominatedNodeName",
+            &["status.nominatedNodeName"],
+            "",
+        ),
+    ],
+    &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ],
+    Unsupported::Plain,
+);
+static EVENT: Fields = kind_fields(
+    &[
+        Field::new("involvedObject.kind", &["involvedObject.kind"], ""),
+        Field::new(
+            "involvedObject.namespace",
+            &["involvedObject.namespace"],
+            "",
+        ),
+        Field::new("involvedObject.name", &["involvedObject.name"], ""),
+        Field::new("involvedObject.uid", &["involvedObject.uid"], ""),
+        Field::new(
+            "involvedObject.apiVersion",
+            &["involvedObject.apiVersion"],
+            "",
+        ),
+        Field::new(
+            "involvedObject.resourceVersion",
+            &["involvedObject.resourceVersion"],
+            "",
+        ),
+        Field::new(
+            "involvedObject.fieldPath",
+            &["involvedObject.fieldPath"],
+            "",
+        ),
+        Field::new("reason", &["reason"], ""),
+        Field::new("reportingComponent", &["reportingComponent"], ""),
+        Field::new("source", &["source.component", "reportingComponent"], ""),
+        Field::new("type", &["type"], ""),
+    ],
+    &[
+        "involvedObject",
+        "reason",
+        "reportingComponent",
+        "source.component",
+        "type",
+    ],
+    Unsupported::Plain,
+);
+static SECRET: Fields = kind_fields(
+    &[Field::new("type", &["type"], "")],
+    &["type"],
+    Unsupported::Plain,
+);
+static SERVICE: Fields = kind_fields(
+    &[
+        Field::new("spec.clusterIP", &["spec.clusterIP"], ""),
+        Field::new("spec.type", &["spec.type"], ""),
+    ],
+    &["spec.clusterIP", "spec.type"],
+    Unsupported::Plain,
+);
+static REPLICATION_CONTROLLER: Fields = kind_fields(
+    &[Field::new("status.replicas", &["status.replicas"], "0")],
+    &["status.replicas"],
+    Unsupported::Plain,
+);
+static JOB: Fields = kind_fields(
+    &[Field::new("status.successful", &["status.succeeded"], "0")],
+    &["status.succeeded"],
+    Unsupported::Job,
+);
+static NODE: Fields = Fields {
+    namespace: false,
+    fields: &[Field::new(
+        "spec.unschedulable",
+        &["spec.unschedulable"],
+        "false",
+    )],
+    pick: &["spec.unschedulable"],
+    unsupported: Unsupported::Plain,
+};
+static NAMESPACE_KIND: Fields = Fields {
+    namespace: false,
+    fields: &[Field::new("status.phase", &["status.phase"], "")],
+    pick: &["status.phase"],
+    unsupported: Unsupported::Plain,
+};
+static CSR: Fields = Fields {
+    namespace: false,
+    fields: &[Field::new("spec.signerName", &["spec.signerName"], "")],
+    pick: &["spec.signerName"],
+    unsupported: Unsupported::Plain,
+};
+static CORE_DEFAULT: Fields = kind_fields(&[], &[], Unsupported::MetaOnly);
+
+/// The field selectors each kind supports beyond `metadata.name` and
+/// `metadata.namespace` (kubernetes/kubernetes pkg/registry/*/strategy.go
+/// and the field label conversions of pkg/apis/*/v1/conversion.go; kinds
+/// without a conversion accept only the metadata fields, as apps/v1's
+/// ReplicaSet does despite its strategy).
+pub fn fields_of(group: &str, kind: &str) -> &'static Fields {
+    match (group, kind) {
+        ("", "Pod") => &POD,
+        ("", "Event") => &EVENT,
+        ("", "Secret") => &SECRET,
+        ("", "Service") => &SERVICE,
+        ("", "Node") => &NODE,
+        ("", "Namespace") => &NAMESPACE_KIND,
+        ("", "ReplicationController") => &REPLICATION_CONTROLLER,
+        ("batch", "Job") => &JOB,
+        ("certificates.k8s.io", "CertificateSigningRequest") => &CSR,
+        _ => &CORE_DEFAULT,
     }
 }
 
@@ -326,43 +538,6 @@ pub fn selector_string(sel: &Value) -> String {
         });
     }
     parts.join(",")
-}
-
-/// The field selectors each kind supports beyond `metadata.name` and
-/// `metadata.namespace` (kubernetes/kubernetes pkg/registry/*/strategy.go).
-pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
-    match (group, kind) {
-        ("", "Pod") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        ("", "Event") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("", "Secret") => &["type"],
-        ("", "Node") => &["spec.unschedulable"],
-        ("", "Namespace") => &["status.phase"],
-        ("", "ReplicationController") => &["status.replicas"],
-        ("apps", "ReplicaSet") => &["status.replicas"],
-        ("batch", "Job") => &["status.successful"],
-        _ => &[],
-    }
 }
 
 /// What selectors read of a stored object, as kube's GetAttrs gives it:
@@ -493,9 +668,9 @@ mod tests {
                 "containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready"}]}
         });
-        let fields = supported_fields("", "Pod");
+        let fields = fields_of("", "Pod");
         let raw = serde_json::to_vec(&pod).unwrap();
-        let picked = selectable(&raw, fields).unwrap();
+        let picked = selectable(&raw, fields.pick).unwrap();
         assert_eq!(
             picked,
             json!({
@@ -523,11 +698,11 @@ mod tests {
         // Not an object where one was wanted, escaped names, bad JSON.
         let odd = br#"{"metadata":[1,2],"spec":"x","status":{"phase":"Pending"}}"#;
         assert_eq!(
-            selectable(odd, fields).unwrap(),
+            selectable(odd, fields.pick).unwrap(),
             json!({"metadata": null, "spec": null, "status": {"phase": "Pending"}})
         );
-        assert!(selectable(b"{\"metadata\":", fields).is_err());
-        assert!(selectable(b"{} x", fields).is_err());
+        assert!(selectable(b"{\"metadata\":", fields.pick).is_err());
+        assert!(selectable(b"{} x", fields.pick).is_err());
     }
 
     use super::*;
@@ -584,7 +759,7 @@ mod tests {
     fn field_selectors_check_support_and_match() {
         let pod = json!({"metadata": {"name": "p", "namespace": "default"},
                          "spec": {"nodeName": "n1", "hostNetwork": true}, "status": {"phase": "Running"}});
-        let fields = supported_fields("", "Pod");
+        let fields = fields_of("", "Pod");
         let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", fields).unwrap();
         assert!(s.matches(&pod));
         assert!(
@@ -598,11 +773,172 @@ mod tests {
                 .matches(&pod)
         );
         assert_eq!(
-            FieldSelector::parse("metadata.name=p", &[]).unwrap().name(),
+            FieldSelector::parse("metadata.name=p", fields_of("", "ConfigMap"))
+                .unwrap()
+                .name(),
             Some("p")
         );
         let err = FieldSelector::parse("spec.bogus=1", fields).unwrap_err();
         assert_eq!(err.to_string(), "field label not supported: spec.bogus");
         assert!(FieldSelector::parse("nonsense", fields).is_err());
+    }
+
+    /// kube's formatting of every field label, unset fields included, and
+    /// its refusals, as `pkg/registry/*/*/strategy.go` and the field label
+    /// conversions give them.
+    #[test]
+    fn field_labels_read_as_kubernetes_formats_them() {
+        let cases: &[(&str, &str, Value, &str, bool)] = &[
+            (
+                "",
+                "Node",
+                json!({"spec": {}}),
+                "spec.unschedulable=false",
+                true,
+            ),
+            (
+                "",
+                "Node",
+                json!({"spec": {}}),
+                "spec.unschedulable!=true",
+                true,
+            ),
+            (
+                "",
+                "Node",
+                json!({"spec": {"unschedulable": true}}),
+                "spec.unschedulable=true",
+                true,
+            ),
+            (
+                "",
+                "Pod",
+                json!({"spec": {}}),
+                "spec.hostNetwork=false",
+                true,
+            ),
+            (
+                "",
+                "Pod",
+                json!({"spec": {"nodeName": "n"}}),
+                "spec.host=n",
+                true,
+            ),
+            (
+                "",
+                "Pod",
+                json!({"status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}]}}),
+                "status.podIPs=10.0.0.1",
+                false,
+            ),
+            ("", "Pod", json!({"status": {}}), "status.podIPs!=x", true),
+            (
+                "",
+                "Service",
+                json!({"spec": {"clusterIP": "None", "type": "ClusterIP"}}),
+                "spec.clusterIP=None,spec.type=ClusterIP",
+                true,
+            ),
+            ("", "Service", json!({"spec": {}}), "spec.clusterIP=", true),
+            (
+                "",
+                "ReplicationController",
+                json!({"status": {}}),
+                "status.replicas=0",
+                true,
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"status": {}}),
+                "status.successful=0",
+                true,
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"status": {"succeeded": 2}}),
+                "status.successful=2",
+                true,
+            ),
+            (
+                "",
+                "Event",
+                json!({"source": {"component": "kubelet"}}),
+                "source=kubelet",
+                true,
+            ),
+            (
+                "",
+                "Event",
+                json!({"reportingComponent": "rudder-scheduler"}),
+                "source=rudder-scheduler",
+                true,
+            ),
+            (
+                "",
+                "Event",
+                json!({"source": {}, "reportingComponent": "x"}),
+                "reportingComponent=x",
+                true,
+            ),
+            (
+                "",
+                "Namespace",
+                json!({"status": {"phase": "Active"}}),
+                "status.phase=Active",
+                true,
+            ),
+            (
+                "certificates.k8s.io",
+                "CertificateSigningRequest",
+                json!({"spec": {"signerName": "kubernetes.io/kubelet-serving"}}),
+                "spec.signerName=kubernetes.io/kubelet-serving",
+                true,
+            ),
+        ];
+        for (group, kind, obj, selector, want) in cases {
+            let fields = fields_of(group, kind);
+            let s = FieldSelector::parse(selector, fields)
+                .unwrap_or_else(|e| panic!("{kind} {selector}: {e}"));
+            assert_eq!(s.matches(obj), *want, "{kind} {selector} on {obj}");
+            // What a watch picks is enough to match as on the whole object.
+            let picked = selectable(&serde_json::to_vec(obj).unwrap(), fields.pick).unwrap();
+            assert_eq!(
+                s.matches(&picked),
+                *want,
+                "{kind} {selector} on picked {picked}"
+            );
+        }
+        for (group, kind, selector, message) in [
+            (
+                "",
+                "Node",
+                "metadata.namespace=x",
+                "field label not supported: metadata.namespace",
+            ),
+            (
+                "",
+                "Pod",
+                "spec.bogus=1",
+                "field label not supported: spec.bogus",
+            ),
+            (
+                "apps",
+                "ReplicaSet",
+                "status.replicas=1",
+                "\"status.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+            ),
+            (
+                "batch",
+                "Job",
+                "status.failed=1",
+                "field label \"status.failed\" not supported for batchv1.Job",
+            ),
+        ] {
+            let err = FieldSelector::parse(selector, fields_of(group, kind)).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        assert!(FieldSelector::parse("metadata.namespace=x", fields_of("", "ConfigMap")).is_ok());
     }
 }

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
 use rudder_api::registry::RESOURCES;
-use rudder_api::selector::{FieldSelector, LabelSelector, supported_fields};
+use rudder_api::selector::{FieldSelector, LabelSelector, fields_of};
 use rudder_api::table;
 use rudder_api::time::{human_duration, parse_rfc3339};
 use rudder_api::validation::{NameRule, validate_metadata};
@@ -60,7 +60,7 @@ proptest! {
         if let Ok(sel) = LabelSelector::parse(&input) {
             let _ = sel.matches(Some(&labels));
         }
-        if let Ok(sel) = FieldSelector::parse(&input, supported_fields("", "Pod")) {
+        if let Ok(sel) = FieldSelector::parse(&input, fields_of("", "Pod")) {
             let _ = sel.matches(&Value::Object(labels));
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rudder_api::patch::{json_patch, merge_patch, strategic_merge_patch};
-use rudder_api::selector::{FieldSelector, LabelSelector, selector_string, supported_fields};
+use rudder_api::selector::{FieldSelector, LabelSelector, fields_of, selector_string};
 use rudder_api::validation::{name_rule, validate_metadata};
 use rudder_api::{Cause, Resource, StatusError, managed, registry};
 use rudder_store::{
@@ -791,7 +791,14 @@ impl Objects {
                     return Ok(new);
                 }
             }
-            if q.dry_run() {
+            // An update that changes nothing is not written: the object
+            // keeps its resourceVersion, so repeating it never conflicts
+            // (kube's GuaranteedUpdate compares the encoded bytes; only
+            // the updating manager's managedFields time differs here).
+            if q.dry_run() || unchanged(&old, &new) {
+                if !q.dry_run() {
+                    new = old;
+                }
                 set_resource_version(&mut new, current.mod_revision);
                 return Ok(new);
             }
@@ -1416,7 +1423,7 @@ impl Filter {
             .map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
         let fields = FieldSelector::parse(
             q.get("fieldSelector").unwrap_or(""),
-            supported_fields(r.group, r.kind),
+            fields_of(r.group, r.kind),
         )
         .map_err(|e| StatusError::bad_request(e.to_string()))?;
         Ok(Self { labels, fields })
@@ -1504,8 +1511,14 @@ fn name_of_meta(meta: &Value) -> &str {
 /// metadata kept, status or everything-but-status kept as the endpoint says.
 fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> Value {
     let mut new = if status_only {
+        // The status subresource: the request's status and metadata, the
+        // rest (spec) as stored; the kind's status strategy may keep more.
         let mut new = old.clone();
         new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+        if let Some(meta) = body.get("metadata").filter(|m| m.is_object()) {
+            new["metadata"] = meta.clone();
+        }
+        strategy::prepare_status_update(r, old, &mut new);
         new
     } else {
         let mut new = body.clone();
@@ -1519,32 +1532,75 @@ fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> V
                 }
             }
         }
-        for field in [
+        new
+    };
+    strategy::keep_metadata(
+        old,
+        &mut new,
+        &[
             "uid",
             "creationTimestamp",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "generation",
-        ] {
-            match old["metadata"].get(field) {
-                Some(v) => new["metadata"][field] = v.clone(),
-                None => {
-                    if let Some(meta) = new["metadata"].as_object_mut() {
-                        meta.remove(field);
-                    }
-                }
-            }
-        }
-        if strategy::has_generation(r) && old.get("spec") != new.get("spec") {
-            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-            new["metadata"]["generation"] = json!(generation);
-        }
-        new
-    };
+        ],
+    );
+    if !status_only && strategy::has_generation(r) && old.get("spec") != new.get("spec") {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        new["metadata"]["generation"] = json!(generation);
+    }
     if let Some(meta) = new["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
     new
+}
+
+/// Whether `new` stores the same object as `old`: equal but for
+/// `metadata.resourceVersion` and the times of `managedFields` entries.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    fn same_map(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        ignore: &[&str],
+        mut field: impl FnMut(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let keys = |m: &serde_json::Map<String, Value>| {
+            m.keys().filter(|k| !ignore.contains(&k.as_str())).count()
+        };
+        keys(a) == keys(b)
+            && a.iter()
+                .filter(|(k, _)| !ignore.contains(&k.as_str()))
+                .all(|(k, v)| b.get(k).is_some_and(|w| field(k, v, w)))
+    }
+    fn same_entries(a: &Value, b: &Value) -> bool {
+        match (a.as_array(), b.as_array()) {
+            (Some(a), Some(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| match (x.as_object(), y.as_object()) {
+                            (Some(x), Some(y)) => same_map(x, y, &["time"], |_, v, w| v == w),
+                            _ => x == y,
+                        })
+            }
+            _ => a == b,
+        }
+    }
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old == new;
+    };
+    same_map(old, new, &[], |k, v, w| {
+        match (k, v.as_object(), w.as_object()) {
+            ("metadata", Some(a), Some(b)) => same_map(a, b, &["resourceVersion"], |k, v, w| {
+                if k == "managedFields" {
+                    same_entries(v, w)
+                } else {
+                    v == w
+                }
+            }),
+            _ => v == w,
+        }
+    })
 }
 
 fn parse_rv(rv: Option<&str>) -> Result<Revision, StatusError> {
@@ -1651,5 +1707,62 @@ mod tests {
             ),
             (json!(1), json!(99))
         );
+        assert_eq!(status["metadata"]["uid"], "u1");
+        assert_eq!(status["metadata"]["generation"], 3);
+    }
+
+    /// kube's status strategies: the request's annotations (and, but for
+    /// a Deployment, labels) are stored; a Pod keeps its owner references.
+    #[test]
+    fn status_updates_store_metadata_as_each_kind_strategy_says() {
+        let old = json!({"metadata": {"name": "x", "uid": "u1", "labels": {"a": "1"},
+                                      "ownerReferences": [{"name": "o"}]},
+                         "spec": {"replicas": 1}, "status": {}});
+        let body = json!({"metadata": {"name": "x", "labels": {"a": "2"},
+                                       "annotations": {"deployment.kubernetes.io/revision": "1"},
+                                       "ownerReferences": []},
+                          "spec": {"replicas": 5}, "status": {"replicas": 1}});
+        for (group, kind, labels, owners) in [
+            ("apps", "Deployment", json!({"a": "1"}), json!([])),
+            ("apps", "ReplicaSet", json!({"a": "2"}), json!([])),
+            ("", "Pod", json!({"a": "2"}), json!([{"name": "o"}])),
+        ] {
+            let r = registry::by_kind(group, "v1", kind).unwrap();
+            let new = merge_update(r, &old, &body, true);
+            assert_eq!(
+                new["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1",
+                "{kind}"
+            );
+            assert_eq!(new["metadata"]["labels"], labels, "{kind}");
+            assert_eq!(new["metadata"]["ownerReferences"], owners, "{kind}");
+            assert_eq!(new["spec"]["replicas"], 1, "{kind}: spec is kept");
+            assert_eq!(new["status"]["replicas"], 1, "{kind}");
+        }
+    }
+
+    #[test]
+    fn an_update_that_changes_only_resource_version_or_managed_times_is_no_change() {
+        let old = json!({"metadata": {"name": "x", "resourceVersion": "5",
+            "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}});
+        let mut new = old.clone();
+        new["metadata"]["resourceVersion"] = json!("9");
+        new["metadata"]["managedFields"][0]["time"] = json!("2026-12-03T00:00:00Z");
+        assert!(unchanged(&old, &new));
+        let mut other = new.clone();
+        other["data"]["k"] = json!("w");
+        assert!(!unchanged(&old, &other));
+        let mut manager = new.clone();
+        manager["metadata"]["managedFields"][0]["manager"] = json!("n");
+        assert!(!unchanged(&old, &manager));
+        let mut label = new.clone();
+        label["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!unchanged(&old, &label));
+        let mut extra = new;
+        extra["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"manager": "o"}));
+        assert!(!unchanged(&old, &extra));
     }
 }

@@ -35,6 +35,100 @@ pub(crate) fn prepare_for_create(r: &Resource, obj: &mut Value) {
     if (r.group, r.kind) == ("", "Pod") {
         rudder_api::defaults::pod_admission(obj);
     }
+    if (r.group, r.kind) == ("batch", "Job") && obj["spec"]["manualSelector"] != true {
+        generate_job_selector(obj);
+    }
+}
+
+/// Kubernetes' Job strategy (`generateSelector`): a Job without
+/// `manualSelector: true` selects its pods by its uid, and its template
+/// labels them with its name and uid (the `batch.kubernetes.io/` labels and
+/// the legacy ones), keeping labels the template sets itself.
+fn generate_job_selector(job: &mut Value) {
+    /// `parent[key]` as a map, made one where it is absent; `None` where
+    /// the input holds something else there (validation answers that).
+    fn map<'a>(
+        parent: &'a mut serde_json::Map<String, Value>,
+        key: &str,
+    ) -> Option<&'a mut serde_json::Map<String, Value>> {
+        let v = parent.entry(key).or_insert_with(|| json!({}));
+        if v.is_null() {
+            *v = json!({});
+        }
+        v.as_object_mut()
+    }
+    let name = job["metadata"]["name"].clone();
+    let uid = job["metadata"]["uid"].clone();
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(labels) = map(spec, "template")
+        .and_then(|t| map(t, "metadata"))
+        .and_then(|m| map(m, "labels"))
+    {
+        for (label, value) in [
+            ("job-name", &name),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/controller-uid", &uid),
+        ] {
+            labels.entry(label).or_insert_with(|| value.clone());
+        }
+    }
+    if let Some(match_labels) = map(spec, "selector").and_then(|s| map(s, "matchLabels")) {
+        match_labels
+            .entry("batch.kubernetes.io/controller-uid")
+            .or_insert(uid);
+    }
+}
+
+/// What a kind's status strategy keeps from the stored object on a write
+/// to `/status`, beyond its spec (kube's `*StatusStrategy.PrepareForUpdate`
+/// in `pkg/registry/*/*/strategy.go`): most kinds store the request's
+/// labels and annotations; a Deployment keeps its labels, a Pod its owner
+/// references, and the kinds that call `ResetObjectMetaForStatus` their
+/// labels, annotations, finalizers and owner references.
+pub(crate) fn prepare_status_update(r: &Resource, old: &Value, new: &mut Value) {
+    let keep: &[&str] = match (r.group, r.kind) {
+        ("apps", "Deployment") => &["labels"],
+        ("", "Pod") => &["ownerReferences"],
+        ("storage.k8s.io", "VolumeAttachment")
+        | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+        | ("resource.k8s.io", "ResourceClaim")
+        | ("internal.apiserver.k8s.io", "StorageVersion")
+        | ("apiregistration.k8s.io", "APIService") => {
+            &["labels", "annotations", "finalizers", "ownerReferences"]
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration") => {
+            // All of the stored metadata but managedFields.
+            let managed = new["metadata"].get("managedFields").cloned();
+            new["metadata"] = old["metadata"].clone();
+            if let (Some(meta), Some(managed)) = (new["metadata"].as_object_mut(), managed) {
+                meta.insert("managedFields".into(), managed);
+            }
+            return;
+        }
+        _ => &[],
+    };
+    keep_metadata(old, new, keep);
+}
+
+/// Sets these `metadata` fields of `new` to `old`'s (absent where `old`
+/// has none).
+pub(crate) fn keep_metadata(old: &Value, new: &mut Value, fields: &[&str]) {
+    if !new["metadata"].is_object() {
+        new["metadata"] = json!({});
+    }
+    for field in fields {
+        match old["metadata"].get(*field) {
+            Some(v) => new["metadata"][*field] = v.clone(),
+            None => {
+                if let Some(meta) = new["metadata"].as_object_mut() {
+                    meta.remove(*field);
+                }
+            }
+        }
+    }
 }
 
 /// Whether objects of this kind carry `metadata.generation`, bumped on

@@ -14,7 +14,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rudder_api::StatusError;
-use rudder_api::selector::supported_fields;
+use rudder_api::selector::fields_of;
 use rudder_api::table::{self, IncludeObject};
 use rudder_store::{Event, EventKind, Revision, WatchStream};
 use serde_json::{Value, json};
@@ -231,7 +231,7 @@ impl Watcher {
         if verbatim {
             // Selectors read a few fields: those are picked, the line is
             // the stored JSON.
-            let fields = supported_fields(self.resource.group, self.resource.kind);
+            let fields = fields_of(self.resource.group, self.resource.kind).pick;
             let attrs = e.attrs(fields);
             let (obj, prev) = &*attrs;
             let Some(obj) = obj else { return true };

@@ -272,7 +272,17 @@ impl Schema {
             }
             g => format!("api.{}.{version}.{kind}", g.split('.').next().unwrap_or(g)),
         };
-        self.by_name.get(&name.to_ascii_lowercase()).copied()
+        // The meta.k8s.io kinds (DeleteOptions, Status, the other options)
+        // are registered in every group version: client-go sends a
+        // delete's options as `v1, Kind=DeleteOptions` or
+        // `apps/v1, Kind=DeleteOptions`.
+        self.by_name
+            .get(&name.to_ascii_lowercase())
+            .or_else(|| {
+                let meta = format!("apimachinery.pkg.apis.meta.v1.{kind}");
+                self.by_name.get(&meta.to_ascii_lowercase())
+            })
+            .copied()
     }
 
     /// One message; `None` when it stands for an absent value (a zero

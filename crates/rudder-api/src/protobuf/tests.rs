@@ -193,3 +193,42 @@ fn bad_bodies_are_errors() {
     }
     assert!(decode(&inner).is_err());
 }
+
+#[test]
+fn meta_kinds_decode_in_every_group_version() {
+    // client-go's delete: DeleteOptions under the resource's group version.
+    let raw = W::default()
+        .int(1, 0)
+        .msg(2, W::default().str(1, "u-1"))
+        .str(4, "Foreground");
+    for api_version in ["v1", "apps/v1", "batch/v1"] {
+        let obj = decode(&envelope(api_version, "DeleteOptions", raw_clone(&raw))).unwrap();
+        assert_eq!(obj["kind"], "DeleteOptions");
+        assert_eq!(obj["apiVersion"], api_version);
+        assert_eq!(obj["gracePeriodSeconds"], 0, "{obj}");
+        assert_eq!(obj["preconditions"], json!({"uid": "u-1"}));
+        assert_eq!(obj["propagationPolicy"], "Foreground");
+    }
+    // An eviction carries its DeleteOptions inside.
+    let raw = W::default()
+        .msg(1, W::default().str(1, "web").str(3, "default"))
+        .msg(2, W::default().int(1, 5));
+    let obj = decode(&envelope("policy/v1", "Eviction", raw)).unwrap();
+    assert_eq!(obj["metadata"]["name"], "web");
+    assert_eq!(obj["deleteOptions"]["gracePeriodSeconds"], 5);
+    // A Binding and a Scale decode as their own kinds.
+    let raw = W::default()
+        .msg(1, W::default().str(1, "web"))
+        .msg(2, W::default().str(1, "Node").str(3, "node-1"));
+    let obj = decode(&envelope("v1", "Binding", raw)).unwrap();
+    assert_eq!(obj["target"], json!({"kind": "Node", "name": "node-1"}));
+    let raw = W::default()
+        .msg(1, W::default().str(1, "web"))
+        .msg(2, W::default().int(1, 3));
+    let obj = decode(&envelope("autoscaling/v1", "Scale", raw)).unwrap();
+    assert_eq!(obj["spec"]["replicas"], 3);
+}
+
+fn raw_clone(w: &W) -> W {
+    W(w.0.clone())
+}

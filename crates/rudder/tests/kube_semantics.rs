@@ -1,0 +1,269 @@
+//! Where real Kubernetes components rely on kube-apiserver's exact
+//! semantics (issue 13): no-op updates, the status subresource's metadata,
+//! Job selectors, field selectors with unset fields, protobuf bodies of
+//! the meta kinds. Driven with the `kube` crate, as the controllers are.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::Cluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+async fn client(c: &Cluster) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn from<T: k8s_openapi::serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A protobuf writer for test bodies (field numbers from Kubernetes'
+/// generated.proto).
+#[derive(Default)]
+struct Proto(Vec<u8>);
+
+impl Proto {
+    fn varint(mut self, mut v: u64) -> Self {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return self;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+    fn int(self, tag: u64, v: u64) -> Self {
+        self.varint(tag << 3).varint(v)
+    }
+    fn bytes(self, tag: u64, b: &[u8]) -> Self {
+        let mut w = self.varint(tag << 3 | 2).varint(b.len() as u64);
+        w.0.extend_from_slice(b);
+        w
+    }
+    fn str(self, tag: u64, s: &str) -> Self {
+        self.bytes(tag, s.as_bytes())
+    }
+    fn msg(self, tag: u64, m: Proto) -> Self {
+        self.bytes(tag, &m.0)
+    }
+    /// `k8s\0` and the runtime.Unknown envelope around `raw`.
+    fn envelope(api_version: &str, kind: &str, raw: Proto) -> Vec<u8> {
+        let meta = Proto::default().str(1, api_version).str(2, kind);
+        let mut body = b"k8s\0".to_vec();
+        body.extend(Proto::default().msg(1, meta).msg(2, raw).0);
+        body
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = client(&c).await;
+
+    // A replace that changes nothing keeps the resourceVersion, so doing
+    // it again does not conflict.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms
+        .create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": "same"}, "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+    let rv = cm.metadata.resource_version.clone();
+    let again = cms
+        .replace("same", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.resource_version, rv);
+    let again = cms
+        .replace("same", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    assert_eq!(again.metadata.resource_version, rv);
+    let mut changed = again.clone();
+    changed.data = Some([("k".to_string(), "w".to_string())].into());
+    let changed = cms
+        .replace("same", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_ne!(changed.metadata.resource_version, rv);
+
+    // A /status patch stores the annotation it carries (the Deployment
+    // controller writes its revision this way), keeps the spec and, for a
+    // Deployment, the labels.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(
+            &PostParams::default(),
+            &from(json!({
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}
+            })),
+        )
+        .await
+        .unwrap();
+    let patched = deployments
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"},
+                             "labels": {"app": "changed"}},
+                "spec": {"replicas": 7},
+                "status": {"observedGeneration": 1, "replicas": 0}
+            })),
+        )
+        .await
+        .unwrap();
+    let stored = deployments.get("web").await.unwrap();
+    for d in [&patched, &stored] {
+        let meta = &d.metadata;
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+            "1"
+        );
+        assert_eq!(meta.labels.as_ref().unwrap()["app"], "web");
+        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(1));
+        assert_eq!(d.status.as_ref().unwrap().observed_generation, Some(1));
+    }
+    // The same status written again is no change.
+    let rv = stored.metadata.resource_version.clone();
+    let same = deployments
+        .replace_status("web", &PostParams::default(), &stored)
+        .await
+        .unwrap();
+    assert_eq!(same.metadata.resource_version, rv);
+
+    // A Job without a selector gets Kubernetes' generated one, and its
+    // template the job-name and controller-uid labels.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let job = jobs
+        .create(
+            &PostParams::default(),
+            &from(json!({
+                "metadata": {"name": "pi"},
+                "spec": {"template": {"metadata": {"labels": {"app": "pi"}},
+                                      "spec": {"restartPolicy": "Never",
+                                               "containers": [{"name": "c", "image": "i:1"}]}}}
+            })),
+        )
+        .await
+        .unwrap();
+    let uid = job.metadata.uid.clone().unwrap();
+    let spec = job.spec.unwrap();
+    assert_eq!(spec.manual_selector, Some(false));
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap(),
+        [(
+            "batch.kubernetes.io/controller-uid".to_string(),
+            uid.clone()
+        )]
+        .into()
+    );
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    for (k, v) in [
+        ("app", "pi"),
+        ("job-name", "pi"),
+        ("batch.kubernetes.io/job-name", "pi"),
+        ("controller-uid", uid.as_str()),
+        ("batch.kubernetes.io/controller-uid", uid.as_str()),
+    ] {
+        assert_eq!(labels[k], v, "{k}");
+    }
+    assert_eq!(
+        job.metadata.labels.unwrap(),
+        [("app".to_string(), "pi".to_string())].into(),
+        "a Job without labels takes its template's"
+    );
+
+    // Field selectors read unset fields as Kubernetes formats them.
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (name, unschedulable) in [("n-unset", None), ("n-cordoned", Some(true))] {
+        let mut node = json!({"metadata": {"name": name}, "spec": {}});
+        if let Some(u) = unschedulable {
+            node["spec"]["unschedulable"] = json!(u);
+        }
+        nodes
+            .create(&PostParams::default(), &from(node))
+            .await
+            .unwrap();
+    }
+    let names = |list: kube::core::ObjectList<Node>| -> Vec<String> {
+        list.items
+            .into_iter()
+            .map(|n| n.metadata.name.unwrap())
+            .collect()
+    };
+    let schedulable = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await
+        .unwrap();
+    assert_eq!(names(schedulable), ["n-unset"]);
+    let cordoned = nodes
+        .list(&ListParams::default().fields("spec.unschedulable!=false"))
+        .await
+        .unwrap();
+    assert_eq!(names(cordoned), ["n-cordoned"]);
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = services
+        .create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": "s"},
+                         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})),
+        )
+        .await
+        .unwrap();
+    let ip = svc.spec.unwrap().cluster_ip.unwrap();
+    let found = services
+        .list(&ListParams::default().fields(&format!("spec.clusterIP={ip},spec.type=ClusterIP")))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    let headless = services
+        .list(&ListParams::default().fields("spec.clusterIP=None"))
+        .await
+        .unwrap();
+    assert!(headless.items.is_empty());
+
+    // client-go's delete: DeleteOptions in protobuf, under the resource's
+    // group version.
+    let options = Proto::default().int(1, 0).str(4, "Background");
+    for (api_version, url) in [
+        ("v1", "/api/v1/namespaces/default/configmaps/same"),
+        (
+            "apps/v1",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+        ),
+    ] {
+        let body = Proto::envelope(api_version, "DeleteOptions", Proto(options.0.clone()));
+        let req = http::Request::delete(url)
+            .header("content-type", "application/vnd.kubernetes.protobuf")
+            .header("accept", "application/json")
+            .body(body)
+            .unwrap();
+        client.request_text(req).await.unwrap();
+    }
+    assert!(cms.get_opt("same").await.unwrap().is_none());
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+    // And the usual JSON delete still works.
+    jobs.delete("pi", &DeleteParams::background())
+        .await
+        .unwrap();
+}
