@@ -112,6 +112,31 @@ pub(crate) fn negotiate(accept: Option<&str>) -> Format {
     Format::Json
 }
 
+/// kube-apiserver's message for an Accept header it can answer nothing to.
+pub(crate) const NOT_ACCEPTABLE: &str = "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
+/// Whether `Accept` takes the object itself: no header, or a media range
+/// for plain JSON, YAML or protobuf (or a wildcard), without `as=`.
+pub(crate) fn accepts_object(accept: Option<&str>) -> bool {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let plain = !parts.any(|p| p.starts_with("as="));
+        plain
+            && matches!(
+                media,
+                "application/json"
+                    | "application/yaml"
+                    | "application/vnd.kubernetes.protobuf"
+                    | "application/*"
+                    | "*/*"
+            )
+    })
+}
+
 /// Decoded query parameters, in order, and the request's User-Agent
 /// (which names the field manager of writes that do not).
 #[derive(Debug, Default, Clone)]
@@ -164,6 +189,21 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accept_list_takes_the_object_unless_it_asks_only_for_other_forms() {
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+        assert!(!accepts_object(Some(table)));
+        assert!(!accepts_object(Some(&format!(
+            "{table},application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+        ))));
+        assert!(accepts_object(Some(&format!("{table},application/json"))));
+        assert!(accepts_object(Some(
+            "application/vnd.kubernetes.protobuf, */*"
+        )));
+        assert!(accepts_object(None));
+        assert!(accepts_object(Some("")));
+    }
 
     #[test]
     fn accept_picks_tables_when_asked_and_json_otherwise() {

@@ -386,7 +386,24 @@ async fn bootstrap(objects: &Objects) -> Result<(), StatusError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // kube-apiserver records since when it tracks the use of legacy
+    // ServiceAccount token Secrets (the token cleaner reads the date).
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kube-apiserver-legacy-service-account-token-tracking",
+                     "namespace": "kube-system"},
+        "data": {"since": rudder_api::time::rfc3339_now()[..10].to_string()},
+    });
+    let target = Target {
+        resource: registry::lookup("", "v1", "configmaps").expect("configmaps are registered"),
+        namespace: Some("kube-system".into()),
+        name: None,
+        subresource: None,
+    };
+    match objects.create(&target, cm, &Query::default()).await {
+        Ok(_) | Err(StatusError { code: 409, .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The `kubernetes` Service in `default`: the first service IP, port 443,
@@ -555,6 +572,17 @@ async fn route(
         {
             let (group, version, plural) =
                 (group.to_string(), version.to_string(), plural.to_string());
+            // A review has no Table or metadata form: a client that accepts
+            // nothing else gets 406, as from kube-apiserver.
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            if !matches!(http::negotiate(accept), http::Format::Json)
+                && !http::accepts_object(accept)
+            {
+                return Err(StatusError::not_acceptable(http::NOT_ACCEPTABLE));
+            }
             let body = read_body(req).await?;
             let answer = reviews::review(&group, &version, &plural, user, &body)
                 .unwrap_or_else(|| Err(StatusError::not_found_path()))?;

@@ -1346,6 +1346,8 @@ fn kubectl_create_makes_every_kind_the_same_from_json_and_protobuf() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             c.ok(v, &["create"].into_iter().chain(args).collect::<Vec<_>>());
             let mut obj = json(&c.ok(27, &["get", kind, &name, "-o", "json"]));
+            // A Job's generated selector and labels name its uid.
+            let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
             let meta = obj["metadata"].as_object_mut().unwrap();
             for volatile in [
                 "name",
@@ -1369,7 +1371,10 @@ fn kubectl_create_makes_every_kind_the_same_from_json_and_protobuf() {
                     }
                 }
             }
-            let text = serde_json::to_string(&obj).unwrap().replace(&name, "NAME");
+            let text = serde_json::to_string(&obj)
+                .unwrap()
+                .replace(&name, "NAME")
+                .replace(&uid, "UID");
             objects.push(text);
         }
         assert_eq!(
