@@ -9,16 +9,7 @@ use common::Cluster;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
-
-async fn client(c: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn configmap(name: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"k": name}}))
@@ -30,7 +21,7 @@ async fn kube_client_pages_watches_and_applies() {
     let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
         .await
         .unwrap();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     for i in 0..7 {
         cms.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
@@ -121,7 +112,7 @@ async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
     let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
         .await
         .unwrap();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let first = cms
         .create(&PostParams::default(), &configmap("first"))
@@ -225,7 +216,7 @@ async fn yaml_bodies_are_accepted_and_malformed_ones_refused() {
     let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
         .await
         .unwrap();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let post = |body: &'static str, content_type: &'static str| {
         http::Request::post("/api/v1/namespaces/default/configmaps")
             .header("content-type", content_type)
@@ -275,7 +266,7 @@ async fn metadata_only_lists_and_watches() {
     let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
         .await
         .unwrap();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.create(&PostParams::default(), &configmap("meta"))
         .await

@@ -12,59 +12,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use rudder_api::protobuf::Writer;
 use serde_json::json;
-
-async fn client(c: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn from<T: k8s_openapi::serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).unwrap()
-}
-
-/// A protobuf writer for test bodies (field numbers from Kubernetes'
-/// generated.proto).
-#[derive(Default)]
-struct Proto(Vec<u8>);
-
-impl Proto {
-    fn varint(mut self, mut v: u64) -> Self {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return self;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-    fn int(self, tag: u64, v: u64) -> Self {
-        self.varint(tag << 3).varint(v)
-    }
-    fn bytes(self, tag: u64, b: &[u8]) -> Self {
-        let mut w = self.varint(tag << 3 | 2).varint(b.len() as u64);
-        w.0.extend_from_slice(b);
-        w
-    }
-    fn str(self, tag: u64, s: &str) -> Self {
-        self.bytes(tag, s.as_bytes())
-    }
-    fn msg(self, tag: u64, m: Proto) -> Self {
-        self.bytes(tag, &m.0)
-    }
-    /// `k8s\0` and the runtime.Unknown envelope around `raw`.
-    fn envelope(api_version: &str, kind: &str, raw: Proto) -> Vec<u8> {
-        let meta = Proto::default().str(1, api_version).str(2, kind);
-        let mut body = b"k8s\0".to_vec();
-        body.extend(Proto::default().msg(1, meta).msg(2, raw).0);
-        body
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +24,7 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
     let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
         .await
         .unwrap();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
 
     // A replace that changes nothing keeps the resourceVersion, so doing
     // it again does not conflict.
@@ -244,7 +196,7 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
 
     // client-go's delete: DeleteOptions in protobuf, under the resource's
     // group version.
-    let options = Proto::default().int(1, 0).str(4, "Background");
+    let options = Writer::default().int(1, 0).str(4, "Background");
     for (api_version, url) in [
         ("v1", "/api/v1/namespaces/default/configmaps/same"),
         (
@@ -252,7 +204,7 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
             "/apis/apps/v1/namespaces/default/deployments/web",
         ),
     ] {
-        let body = Proto::envelope(api_version, "DeleteOptions", Proto(options.0.clone()));
+        let body = Writer::envelope(api_version, "DeleteOptions", options.clone());
         let req = http::Request::delete(url)
             .header("content-type", "application/vnd.kubernetes.protobuf")
             .header("accept", "application/json")

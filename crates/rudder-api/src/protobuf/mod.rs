@@ -651,5 +651,54 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Writes protobuf by field number, and the Kubernetes envelope around a
+/// message: how tests build the bodies client-go sends (the encoder of
+/// whole objects for protobuf responses will grow from it).
+#[derive(Debug, Default, Clone)]
+pub struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub fn varint(mut self, mut v: u64) -> Self {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return self;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+
+    /// A varint field (`int32`, `int64`, `bool`; negative numbers as Go
+    /// writes them, in ten bytes).
+    pub fn int(self, tag: u64, v: i64) -> Self {
+        self.varint(tag << 3).varint(v as u64)
+    }
+
+    pub fn bytes(self, tag: u64, b: &[u8]) -> Self {
+        let mut w = self.varint((tag << 3) | 2).varint(b.len() as u64);
+        w.0.extend_from_slice(b);
+        w
+    }
+
+    pub fn str(self, tag: u64, s: &str) -> Self {
+        self.bytes(tag, s.as_bytes())
+    }
+
+    pub fn msg(self, tag: u64, m: Writer) -> Self {
+        self.bytes(tag, &m.0)
+    }
+
+    /// A whole body: [`MAGIC`] and the `runtime.Unknown` envelope naming
+    /// `api_version` and `kind` around the message `raw`.
+    pub fn envelope(api_version: &str, kind: &str, raw: Writer) -> Vec<u8> {
+        let meta = Writer::default().str(1, api_version).str(2, kind);
+        let mut body = MAGIC.to_vec();
+        body.extend(Writer::default().msg(1, meta).msg(2, raw).0);
+        body
+    }
+}
+
 #[cfg(test)]
 mod tests;

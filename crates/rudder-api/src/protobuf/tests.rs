@@ -1,43 +1,10 @@
 use super::*;
 use serde_json::json;
 
-/// A tiny protobuf writer for building test bodies.
-#[derive(Default)]
-struct W(Vec<u8>);
-
-impl W {
-    fn varint(mut self, mut v: u64) -> Self {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(byte);
-                return self;
-            }
-            self.0.push(byte | 0x80);
-        }
-    }
-    fn int(self, tag: u64, v: i64) -> Self {
-        self.varint(tag << 3).varint(v as u64)
-    }
-    fn bytes(self, tag: u64, b: &[u8]) -> Self {
-        let mut w = self.varint(tag << 3 | 2).varint(b.len() as u64);
-        w.0.extend_from_slice(b);
-        w
-    }
-    fn str(self, tag: u64, s: &str) -> Self {
-        self.bytes(tag, s.as_bytes())
-    }
-    fn msg(self, tag: u64, m: W) -> Self {
-        self.bytes(tag, &m.0)
-    }
-}
+type W = Writer;
 
 fn envelope(api_version: &str, kind: &str, raw: W) -> Vec<u8> {
-    let meta = W::default().str(1, api_version).str(2, kind);
-    let mut body = MAGIC.to_vec();
-    body.extend(W::default().msg(1, meta).msg(2, raw).0);
-    body
+    Writer::envelope(api_version, kind, raw)
 }
 
 fn entry(k: &str, v: W) -> W {
@@ -202,7 +169,7 @@ fn meta_kinds_decode_in_every_group_version() {
         .msg(2, W::default().str(1, "u-1"))
         .str(4, "Foreground");
     for api_version in ["v1", "apps/v1", "batch/v1"] {
-        let obj = decode(&envelope(api_version, "DeleteOptions", raw_clone(&raw))).unwrap();
+        let obj = decode(&envelope(api_version, "DeleteOptions", raw.clone())).unwrap();
         assert_eq!(obj["kind"], "DeleteOptions");
         assert_eq!(obj["apiVersion"], api_version);
         assert_eq!(obj["gracePeriodSeconds"], 0, "{obj}");
@@ -227,8 +194,4 @@ fn meta_kinds_decode_in_every_group_version() {
         .msg(2, W::default().int(1, 3));
     let obj = decode(&envelope("autoscaling/v1", "Scale", raw)).unwrap();
     assert_eq!(obj["spec"]["replicas"], 3);
-}
-
-fn raw_clone(w: &W) -> W {
-    W(w.0.clone())
 }

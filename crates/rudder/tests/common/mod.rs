@@ -267,6 +267,18 @@ impl Cluster {
         clean_node(&left, &data);
     }
 
+    /// A kube-rs client with the cluster's admin kubeconfig.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
     /// Runs the kubectl of this minor version (27…33) against the cluster.
     pub fn kubectl(&self, minor: u32, args: &[&str]) -> Output {
         self.kubectl_with(minor, &self.kubeconfig, args, None)
