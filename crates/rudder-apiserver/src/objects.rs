@@ -979,7 +979,7 @@ impl Objects {
                 .mark_deleted(t.resource, name, &current, obj, 0)
                 .await?;
         }
-        self.delete_namespace_contents(name).await?;
+        // Deletes what is in it, then the namespace if that left it empty.
         if self.finish_namespace_if_terminating(name).await? {
             obj["status"]["phase"] = "Terminating".into();
         }
@@ -1002,6 +1002,8 @@ impl Objects {
         if obj["metadata"].get("deletionTimestamp").is_none() {
             return Ok(true);
         }
+        // What waited for the pods to go may go now.
+        self.delete_namespace_contents(ns).await?;
         for r in registry::RESOURCES.iter().filter(|r| r.namespaced) {
             let req = RangeRequest::prefix(collection_prefix(r, Some(ns))).limit(1);
             if !self
@@ -1041,36 +1043,62 @@ impl Objects {
     }
 
     /// Deletes every namespaced object in `ns` (the namespace controller's
-    /// job, done in line until graceful deletion and finalizers exist).
+    /// job, done in line until graceful deletion and finalizers exist), in
+    /// Kubernetes 1.33's order (OrderedNamespaceDeletion): pods first, and
+    /// the rest only once no pod is left, so that nothing a running pod
+    /// uses (its Secrets, ConfigMaps, ServiceAccount, PVCs) goes first.
     async fn delete_namespace_contents(&self, ns: &str) -> Result<(), StatusError> {
-        for r in registry::RESOURCES.iter().filter(|r| r.namespaced) {
-            let prefix = collection_prefix(r, Some(ns));
-            let list = self
-                .store
-                .range(RangeRequest::prefix(prefix))
-                .await
-                .map_err(store_error)?;
-            for kv in list.kvs {
-                // A concurrent change loses nothing here: an object that
-                // changed meanwhile is picked up by the next deletion.
-                let obj = decode(&kv)?;
-                let grace = strategy::grace_period(r, &obj, &Value::Null);
-                if !has_finalizers(&obj) && grace == 0 {
-                    self.delete_with_reservations(r, &kv, &obj).await?;
-                } else if obj["metadata"].get("deletionTimestamp").is_none() {
-                    let name = obj["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    match self.mark_deleted(r, &name, &kv, obj, grace).await {
-                        Ok(_) => {}
-                        Err(e) if e.code == 409 => {}
-                        Err(e) => return Err(e),
-                    }
+        let (pods, rest): (Vec<&Resource>, Vec<&Resource>) = registry::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .partition(|r| strategy::is_pod(r));
+        for r in pods {
+            if self.delete_all_in(r, ns).await? > 0 {
+                return Ok(());
+            }
+        }
+        for r in rest {
+            self.delete_all_in(r, ns).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every object of `r` in `ns`: at once where nothing holds it,
+    /// else marked (finalizers, a pod's grace period); returns how many
+    /// are left.
+    async fn delete_all_in(&self, r: &Resource, ns: &str) -> Result<usize, StatusError> {
+        let prefix = collection_prefix(r, Some(ns));
+        let list = self
+            .store
+            .range(RangeRequest::prefix(prefix))
+            .await
+            .map_err(store_error)?;
+        let mut left = 0;
+        for kv in list.kvs {
+            // A concurrent change loses nothing here: an object that
+            // changed meanwhile is picked up by the next deletion.
+            let obj = decode(&kv)?;
+            let grace = strategy::grace_period(r, &obj, &Value::Null);
+            if !has_finalizers(&obj) && grace == 0 {
+                if !self.delete_with_reservations(r, &kv, &obj).await? {
+                    left += 1;
+                }
+                continue;
+            }
+            left += 1;
+            if obj["metadata"].get("deletionTimestamp").is_none() {
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                match self.mark_deleted(r, &name, &kv, obj, grace).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(())
+        Ok(left)
     }
 
     pub(crate) async fn list(&self, t: &Target, q: &Query) -> Result<List, StatusError> {

@@ -249,3 +249,56 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
     let since = &tracking.data.unwrap()["since"];
     assert_eq!(since.len(), "2006-01-02".len(), "{since}");
 }
+
+/// Kubernetes 1.33's ordered namespace deletion: the pods go first, and
+/// what they may use (here a ConfigMap) only once no pod is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_deletes_its_pods_before_the_rest() {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = c.kube_client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": "ordered"}})),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ordered");
+    // Bound to a node, a pod waits out its grace period when deleted.
+    pods.create(
+        &PostParams::default(),
+        &from(json!({"metadata": {"name": "p"},
+                     "spec": {"nodeName": "gone", "containers": [{"name": "c", "image": "i:1"}]}})),
+    )
+    .await
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "ordered");
+    cms.create(
+        &PostParams::default(),
+        &from(json!({"metadata": {"name": "config"}})),
+    )
+    .await
+    .unwrap();
+
+    namespaces
+        .delete("ordered", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pod = pods.get("p").await.unwrap();
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    assert!(
+        cms.get_opt("config").await.unwrap().is_some(),
+        "the ConfigMap waits for the pods"
+    );
+
+    // The pod gone, the rest goes, and then the namespace.
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(cms.get_opt("config").await.unwrap().is_none());
+    assert!(namespaces.get_opt("ordered").await.unwrap().is_none());
+}
