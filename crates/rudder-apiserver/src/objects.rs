@@ -1128,6 +1128,7 @@ impl Objects {
         }
         let mut items = Vec::new();
         let mut continue_token = None;
+        let mut remaining = None;
         loop {
             let mut req = RangeRequest::prefix(prefix.clone()).at_revision(revision);
             if let Some(after) = &start_after {
@@ -1135,6 +1136,11 @@ impl Objects {
             }
             if limit > 0 {
                 req = req.limit(limit.saturating_sub(items.len()).max(1));
+                // Kubernetes counts what is left only for lists without
+                // selectors (with them, a page's rest is not known).
+                if filter.is_empty() {
+                    req = req.with_count();
+                }
             }
             let page = self.store.range(req).await.map_err(|e| match e {
                 StoreError::Compacted { .. } if start_after.is_some() => StatusError::expired(
@@ -1160,12 +1166,16 @@ impl Objects {
             start_after = last_key;
             if limit > 0 && items.len() >= limit {
                 continue_token = start_after.as_ref().map(|k| encode_continue(revision, k));
+                remaining = page.remaining;
                 break;
             }
         }
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(token) = continue_token {
             metadata["continue"] = Value::String(token);
+            if let Some(n) = remaining {
+                metadata["remainingItemCount"] = json!(n);
+            }
         }
         Ok(List {
             resource: r,
@@ -1205,18 +1215,24 @@ impl Objects {
         let (revision, kvs) = cache.snapshot(&collection_prefix(r, t.namespace.as_deref()));
         let mut items = Vec::new();
         let mut continue_token = None;
+        let mut remaining = 0;
         for (i, kv) in kvs.iter().enumerate() {
             if filter.is_empty() || filter.matches(&viewed(r, kv)?) {
                 items.push(item_json(r, kv)?);
             }
             if limit > 0 && items.len() >= limit && i + 1 < kvs.len() {
                 continue_token = Some(encode_continue(revision, &kv.key));
+                remaining = kvs.len() - (i + 1);
                 break;
             }
         }
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(token) = continue_token {
             metadata["continue"] = Value::String(token);
+            // As from the store: counted only without selectors.
+            if filter.is_empty() {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
         }
         Ok(Some(List {
             resource: r,

@@ -243,10 +243,17 @@ impl Store for EtcdStore {
             .iter()
             .map(convert_kv)
             .collect::<Result<Vec<_>>>()?;
+        // etcd counts every key in the range, the returned ones included.
+        let remaining = req.count.then(|| {
+            u64::try_from(resp.count())
+                .unwrap_or(0)
+                .saturating_sub(kvs.len() as u64)
+        });
         Ok(RangeResponse {
             kvs,
             more: resp.more(),
             revision: header_revision(resp.header())?,
+            remaining,
         })
     }
 

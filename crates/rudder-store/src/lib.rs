@@ -225,6 +225,9 @@ pub struct RangeRequest {
     pub limit: usize,
     /// Read as of this revision; `0` means the current one.
     pub revision: Revision,
+    /// Also count the keys that match after the page (see
+    /// [`RangeResponse::remaining`]).
+    pub count: bool,
 }
 
 impl RangeRequest {
@@ -249,6 +252,13 @@ impl RangeRequest {
         self.revision = revision;
         self
     }
+
+    /// Counts what matches past the limit too (a list's
+    /// `remainingItemCount`).
+    pub fn with_count(mut self) -> Self {
+        self.count = true;
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +268,9 @@ pub struct RangeResponse {
     pub more: bool,
     /// The store's current revision when the read was served.
     pub revision: Revision,
+    /// With [`RangeRequest::count`]: how many keys match after the last
+    /// one returned (at the revision read).
+    pub remaining: Option<u64>,
 }
 
 /// A stream of watch events in revision order. It ends with an error item

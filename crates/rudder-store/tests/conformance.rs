@@ -305,6 +305,31 @@ async fn range_paginates_in_key_order_within_the_prefix(s: Arc<dyn Store>) {
     assert_eq!(pages, 3);
     assert_eq!(paged, want);
 
+    // Counting what is left past a page (a list's remainingItemCount).
+    let counted = s
+        .range(RangeRequest::prefix("/p/").limit(10).with_count())
+        .await
+        .unwrap();
+    assert_eq!((counted.kvs.len(), counted.remaining), (10, Some(15)));
+    let last = s
+        .range(
+            RangeRequest::prefix("/p/")
+                .limit(10)
+                .start_after("/p/019")
+                .with_count(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.kvs.len(), last.remaining, last.more),
+        (5, Some(0), false)
+    );
+    let uncounted = s
+        .range(RangeRequest::prefix("/p/").limit(10))
+        .await
+        .unwrap();
+    assert_eq!(uncounted.remaining, None);
+
     let exact = s
         .range(RangeRequest::prefix("/p/").limit(25))
         .await
@@ -361,6 +386,9 @@ async fn range_reads_past_revisions(s: Arc<dyn Store>) {
         ["/h/a", "/h/b"]
     );
     assert!(page1.more);
+    // Keys made or deleted since do not count at a past revision.
+    let counted = s.range(at(then).limit(2).with_count()).await.unwrap();
+    assert_eq!(counted.remaining, Some(1));
     let page2 = s
         .range(at(then).limit(2).start_after("/h/b"))
         .await

@@ -302,3 +302,41 @@ async fn a_namespace_deletes_its_pods_before_the_rest() {
     assert!(cms.get_opt("config").await.unwrap().is_none());
     assert!(namespaces.get_opt("ordered").await.unwrap().is_none());
 }
+
+/// Pages of a list without selectors say how many items are left
+/// (`metadata.remainingItemCount`), from the watch cache and the store
+/// alike; with a selector they do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_count_what_is_left() {
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    let client = c.kube_client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..7 {
+        cms.create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": format!("cm-{i}"), "labels": {"n": "x"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut params = ListParams::default().limit(3);
+    let mut counts = Vec::new();
+    loop {
+        let page = cms.list(&params).await.unwrap();
+        counts.push(page.metadata.remaining_item_count);
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    // The first page comes from the watch cache, the others from the store.
+    assert_eq!(counts, [Some(4), Some(1), None]);
+    let selected = cms
+        .list(&ListParams::default().limit(3).labels("n=x"))
+        .await
+        .unwrap();
+    assert!(selected.metadata.continue_.is_some());
+    assert_eq!(selected.metadata.remaining_item_count, None);
+}

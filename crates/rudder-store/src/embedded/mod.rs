@@ -203,41 +203,52 @@ impl Shared {
         };
         let mut kvs = Vec::new();
         let mut more = false;
+        // Past the limit, keys are only counted (with `count`), not read.
+        let mut remaining = 0u64;
         let mut next_now = now.next().transpose()?;
         loop {
+            let full = kvs.len() == limit;
             let now_key = next_now
                 .as_ref()
                 .map(|(k, _)| k.as_str())
                 .filter(|k| k.starts_with(&req.prefix));
             let overlay_key = overlay.peek().map(|(k, _)| k.as_str());
-            // Take whichever key comes first; the overlay wins a tie.
-            let item = match (now_key, overlay_key) {
+            // Take whichever key comes first; the overlay wins a tie. A
+            // current key is read only if it goes into the page.
+            let item: Option<Result<KeyValue, RevKey>> = match (now_key, overlay_key) {
                 (None, None) => break,
                 (Some(n), Some(o)) if o <= n => {
                     if o == n {
                         next_now = now.next().transpose()?;
                     }
-                    overlay.next().and_then(|(_, then)| then)
+                    overlay.next().and_then(|(_, then)| then).map(Ok)
                 }
-                (None, Some(_)) => overlay.next().and_then(|(_, then)| then),
+                (None, Some(_)) => overlay.next().and_then(|(_, then)| then).map(Ok),
                 (Some(_), _) => {
                     let (_, at) = next_now.take().expect("now_key is Some");
                     next_now = now.next().transpose()?;
-                    Some(load_kv(&revs, at)?)
+                    Some(Err(at))
                 }
             };
-            if let Some(kv) = item {
-                if kvs.len() == limit {
-                    more = true;
+            let Some(item) = item else { continue };
+            if full {
+                more = true;
+                remaining += 1;
+                if !req.count {
                     break;
                 }
-                kvs.push(kv);
+                continue;
             }
+            kvs.push(match item {
+                Ok(kv) => kv,
+                Err(at) => load_kv(&revs, at)?,
+            });
         }
         Ok(RangeResponse {
             kvs,
             more,
             revision: current,
+            remaining: req.count.then_some(remaining),
         })
     }
 
