@@ -18,10 +18,7 @@ fn configmap(name: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_client_pages_watches_and_applies() {
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     for i in 0..7 {
         cms.create(&PostParams::default(), &configmap(&format!("cm-{i}")))
@@ -109,10 +106,7 @@ async fn store_watches(client: &kube::Client) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
     use kube::api::{WatchEvent, WatchParams};
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let first = cms
         .create(&PostParams::default(), &configmap("first"))
@@ -213,10 +207,7 @@ async fn many_watchers_share_one_store_watch_and_get_bookmarks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaml_bodies_are_accepted_and_malformed_ones_refused() {
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let post = |body: &'static str, content_type: &'static str| {
         http::Request::post("/api/v1/namespaces/default/configmaps")
             .header("content-type", content_type)
@@ -263,10 +254,7 @@ async fn yaml_bodies_are_accepted_and_malformed_ones_refused() {
 async fn metadata_only_lists_and_watches() {
     use kube::api::WatchEvent;
     use kube::core::PartialObjectMeta;
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.create(&PostParams::default(), &configmap("meta"))
         .await

@@ -21,10 +21,7 @@ fn from<T: k8s_openapi::serde::de::DeserializeOwned>(v: serde_json::Value) -> T 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
 
     // A replace that changes nothing keeps the resourceVersion, so doing
     // it again does not conflict.
@@ -255,10 +252,7 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_deletes_its_pods_before_the_rest() {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -308,10 +302,7 @@ async fn a_namespace_deletes_its_pods_before_the_rest() {
 /// alike; with a selector they do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pages_count_what_is_left() {
-    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
-        .await
-        .unwrap();
-    let client = c.kube_client().await;
+    let (_server, client) = Cluster::start_with_kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     for i in 0..7 {
         cms.create(

@@ -267,6 +267,16 @@ impl Cluster {
         clean_node(&left, &data);
     }
 
+    /// From an async test: a server (as [`Cluster::start`]) and a kube-rs
+    /// client for it.
+    pub async fn start_with_kube_client() -> (Self, kube::Client) {
+        let c = tokio::task::spawn_blocking(|| Self::start(&[]))
+            .await
+            .unwrap();
+        let client = c.kube_client().await;
+        (c, client)
+    }
+
     /// A kube-rs client with the cluster's admin kubeconfig.
     pub async fn kube_client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
