@@ -316,9 +316,33 @@ pub struct Fields {
     /// Whether `metadata.namespace` is accepted.
     namespace: bool,
     fields: &'static [Field],
-    /// The JSON paths the fields read, for [`selectable`].
-    pub pick: &'static [&'static str],
+    /// The JSON paths the fields read, gathered once (see [`Fields::pick`]).
+    paths: std::sync::OnceLock<Vec<&'static str>>,
     unsupported: Unsupported,
+}
+
+impl Fields {
+    const fn new(namespace: bool, fields: &'static [Field], unsupported: Unsupported) -> Self {
+        Self {
+            namespace,
+            fields,
+            paths: std::sync::OnceLock::new(),
+            unsupported,
+        }
+    }
+
+    /// The JSON paths the fields read, for [`selectable`].
+    pub fn pick(&self) -> &[&'static str] {
+        self.paths.get_or_init(|| {
+            let mut paths: Vec<&'static str> = Vec::new();
+            for path in self.fields.iter().flat_map(|f| f.paths) {
+                if !paths.contains(path) {
+                    paths.push(path);
+                }
+            }
+            paths
+        })
+    }
 }
 
 /// How kube-apiserver words the refusal of an unsupported field label:
@@ -343,20 +367,8 @@ impl Unsupported {
     }
 }
 
-const fn kind_fields(
-    fields: &'static [Field],
-    pick: &'static [&'static str],
-    unsupported: Unsupported,
-) -> Fields {
-    Fields {
-        namespace: true,
-        fields,
-        pick,
-        unsupported,
-    }
-}
-
-static POD: Fields = kind_fields(
+static POD: Fields = Fields::new(
+    true,
     &[
         Field::new("spec.nodeName", &["spec.nodeName"], ""),
         Field::new("spec.host", &["spec.nodeName"], ""),
@@ -373,19 +385,10 @@ static POD: Fields = kind_fields(
             "",
         ),
     ],
-    &[
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    ],
     Unsupported::Plain,
 );
-static EVENT: Fields = kind_fields(
+static EVENT: Fields = Fields::new(
+    true,
     &[
         Field::new("involvedObject.kind", &["involvedObject.kind"], ""),
         Field::new(
@@ -415,61 +418,51 @@ static EVENT: Fields = kind_fields(
         Field::new("source", &["source.component", "reportingComponent"], ""),
         Field::new("type", &["type"], ""),
     ],
-    &[
-        "involvedObject",
-        "reason",
-        "reportingComponent",
-        "source.component",
-        "type",
-    ],
     Unsupported::Plain,
 );
-static SECRET: Fields = kind_fields(
+static SECRET: Fields = Fields::new(
+    true,
     &[Field::new("type", &["type"], "")],
-    &["type"],
     Unsupported::Plain,
 );
-static SERVICE: Fields = kind_fields(
+static SERVICE: Fields = Fields::new(
+    true,
     &[
         Field::new("spec.clusterIP", &["spec.clusterIP"], ""),
         Field::new("spec.type", &["spec.type"], ""),
     ],
-    &["spec.clusterIP", "spec.type"],
     Unsupported::Plain,
 );
-static REPLICATION_CONTROLLER: Fields = kind_fields(
+static REPLICATION_CONTROLLER: Fields = Fields::new(
+    true,
     &[Field::new("status.replicas", &["status.replicas"], "0")],
-    &["status.replicas"],
     Unsupported::Plain,
 );
-static JOB: Fields = kind_fields(
+static JOB: Fields = Fields::new(
+    true,
     &[Field::new("status.successful", &["status.succeeded"], "0")],
-    &["status.succeeded"],
     Unsupported::Job,
 );
-static NODE: Fields = Fields {
-    namespace: false,
-    fields: &[Field::new(
+static NODE: Fields = Fields::new(
+    false,
+    &[Field::new(
         "spec.unschedulable",
         &["spec.unschedulable"],
         "false",
     )],
-    pick: &["spec.unschedulable"],
-    unsupported: Unsupported::Plain,
-};
-static NAMESPACE_KIND: Fields = Fields {
-    namespace: false,
-    fields: &[Field::new("status.phase", &["status.phase"], "")],
-    pick: &["status.phase"],
-    unsupported: Unsupported::Plain,
-};
-static CSR: Fields = Fields {
-    namespace: false,
-    fields: &[Field::new("spec.signerName", &["spec.signerName"], "")],
-    pick: &["spec.signerName"],
-    unsupported: Unsupported::Plain,
-};
-static CORE_DEFAULT: Fields = kind_fields(&[], &[], Unsupported::MetaOnly);
+    Unsupported::Plain,
+);
+static NAMESPACE_KIND: Fields = Fields::new(
+    false,
+    &[Field::new("status.phase", &["status.phase"], "")],
+    Unsupported::Plain,
+);
+static CSR: Fields = Fields::new(
+    false,
+    &[Field::new("spec.signerName", &["spec.signerName"], "")],
+    Unsupported::Plain,
+);
+static CORE_DEFAULT: Fields = Fields::new(true, &[], Unsupported::MetaOnly);
 
 /// The field selectors each kind supports beyond `metadata.name` and
 /// `metadata.namespace` (kubernetes/kubernetes pkg/registry/*/strategy.go
@@ -670,7 +663,7 @@ mod tests {
         });
         let fields = fields_of("", "Pod");
         let raw = serde_json::to_vec(&pod).unwrap();
-        let picked = selectable(&raw, fields.pick).unwrap();
+        let picked = selectable(&raw, fields.pick()).unwrap();
         assert_eq!(
             picked,
             json!({
@@ -698,11 +691,11 @@ mod tests {
         // Not an object where one was wanted, escaped names, bad JSON.
         let odd = br#"{"metadata":[1,2],"spec":"x","status":{"phase":"Pending"}}"#;
         assert_eq!(
-            selectable(odd, fields.pick).unwrap(),
+            selectable(odd, fields.pick()).unwrap(),
             json!({"metadata": null, "spec": null, "status": {"phase": "Pending"}})
         );
-        assert!(selectable(b"{\"metadata\":", fields.pick).is_err());
-        assert!(selectable(b"{} x", fields.pick).is_err());
+        assert!(selectable(b"{\"metadata\":", fields.pick()).is_err());
+        assert!(selectable(b"{} x", fields.pick()).is_err());
     }
 
     use super::*;
@@ -903,7 +896,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{kind} {selector}: {e}"));
             assert_eq!(s.matches(obj), *want, "{kind} {selector} on {obj}");
             // What a watch picks is enough to match as on the whole object.
-            let picked = selectable(&serde_json::to_vec(obj).unwrap(), fields.pick).unwrap();
+            let picked = selectable(&serde_json::to_vec(obj).unwrap(), fields.pick()).unwrap();
             assert_eq!(
                 s.matches(&picked),
                 *want,

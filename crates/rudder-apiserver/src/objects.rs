@@ -1002,20 +1002,10 @@ impl Objects {
         if obj["metadata"].get("deletionTimestamp").is_none() {
             return Ok(true);
         }
-        // What waited for the pods to go may go now.
-        self.delete_namespace_contents(ns).await?;
-        for r in registry::RESOURCES.iter().filter(|r| r.namespaced) {
-            let req = RangeRequest::prefix(collection_prefix(r, Some(ns))).limit(1);
-            if !self
-                .store
-                .range(req)
-                .await
-                .map_err(store_error)?
-                .kvs
-                .is_empty()
-            {
-                return Ok(true);
-            }
+        // What waited for the pods to go may go now; the namespace goes
+        // once nothing is left (nothing new arrives in a terminating one).
+        if self.delete_namespace_contents(ns).await? > 0 {
+            return Ok(true);
         }
         match self.store.delete(&kv.key, Some(kv.mod_revision)).await {
             Ok(_) | Err(StoreError::NotFound { .. }) => Ok(false),
@@ -1047,20 +1037,23 @@ impl Objects {
     /// Kubernetes 1.33's order (OrderedNamespaceDeletion): pods first, and
     /// the rest only once no pod is left, so that nothing a running pod
     /// uses (its Secrets, ConfigMaps, ServiceAccount, PVCs) goes first.
-    async fn delete_namespace_contents(&self, ns: &str) -> Result<(), StatusError> {
+    /// Returns how many objects are left in it.
+    async fn delete_namespace_contents(&self, ns: &str) -> Result<usize, StatusError> {
         let (pods, rest): (Vec<&Resource>, Vec<&Resource>) = registry::RESOURCES
             .iter()
             .filter(|r| r.namespaced)
             .partition(|r| strategy::is_pod(r));
+        let mut left = 0;
         for r in pods {
-            if self.delete_all_in(r, ns).await? > 0 {
-                return Ok(());
-            }
+            left += self.delete_all_in(r, ns).await?;
+        }
+        if left > 0 {
+            return Ok(left);
         }
         for r in rest {
-            self.delete_all_in(r, ns).await?;
+            left += self.delete_all_in(r, ns).await?;
         }
-        Ok(())
+        Ok(left)
     }
 
     /// Deletes every object of `r` in `ns`: at once where nothing holds it,

@@ -231,7 +231,7 @@ impl Watcher {
         if verbatim {
             // Selectors read a few fields: those are picked, the line is
             // the stored JSON.
-            let fields = fields_of(self.resource.group, self.resource.kind).pick;
+            let fields = fields_of(self.resource.group, self.resource.kind).pick();
             let attrs = e.attrs(fields);
             let (obj, prev) = &*attrs;
             let Some(obj) = obj else { return true };
