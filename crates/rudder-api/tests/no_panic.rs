@@ -120,6 +120,28 @@ proptest! {
     }
 
     #[test]
+    fn protobuf_encoding_never_panics(
+        kind in prop_oneof![Just("Deployment"), Just("Pod"), Just("Secret"), Just("Status"), Just("Lease")],
+        value in json_value(),
+    ) {
+        let api_version = match kind {
+            "Deployment" => "apps/v1",
+            "Lease" => "coordination.k8s.io/v1",
+            _ => "v1",
+        };
+        let mut obj = serde_json::json!({"apiVersion": api_version, "kind": kind});
+        for key in ["metadata", "spec", "status", "data", "code"] {
+            obj[key] = value.clone();
+        }
+        // What encodes decodes.
+        if let Ok(body) = rudder_api::protobuf::encode(&obj) {
+            prop_assert!(rudder_api::protobuf::decode(&body).is_ok());
+        }
+        let event = serde_json::json!({"type": "ADDED", "object": obj});
+        let _ = rudder_api::protobuf::watch_frame(&event);
+    }
+
+    #[test]
     fn times_never_panic(s in ".{0,32}", secs in any::<i64>()) {
         let _ = parse_rfc3339(&s);
         let _ = human_duration(secs);

@@ -469,6 +469,12 @@ async fn handle(
     let path = req.uri().path().to_string();
     let watch = Query::parse(req.uri().query()).flag("watch") || path.contains("/watch/");
     let started = std::time::Instant::now();
+    let protobuf_accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|accept| http::prefers_protobuf(Some(accept)))
+        .map(String::from);
     // The cluster CA is public: agents joining with a token fetch it
     // here and check it against the hash their token carries.
     let resp = match user {
@@ -493,6 +499,10 @@ async fn handle(
                 }
             }
         }
+    };
+    let resp = match &protobuf_accept {
+        Some(accept) => http::protobuf_response(resp, Some(accept)).await,
+        None => resp,
     };
     let (verb, resource) = metrics::labels(&method, &path, watch);
     state

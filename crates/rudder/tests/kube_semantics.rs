@@ -331,3 +331,188 @@ async fn list_pages_count_what_is_left() {
     assert!(selected.metadata.continue_.is_some());
     assert_eq!(selected.metadata.remaining_item_count, None);
 }
+
+/// One request with client-go's typed-client headers (protobuf preferred,
+/// JSON accepted); the answer's status, content type and body.
+async fn protobuf_request(
+    client: &kube::Client,
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> (u16, String, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let mut req = http::Request::builder().method(method).uri(url).header(
+        "accept",
+        "application/vnd.kubernetes.protobuf,application/json",
+    );
+    if body.is_some() {
+        req = req.header("content-type", "application/vnd.kubernetes.protobuf");
+    }
+    let req = req
+        .body(kube::client::Body::from(body.unwrap_or_default()))
+        .unwrap();
+    let res = client.send(req).await.unwrap();
+    let status = res.status().as_u16();
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, bytes.to_vec())
+}
+
+/// client-go's typed clients ask for protobuf first: objects, lists,
+/// errors, subresources and reviews come back in protobuf (decoded here
+/// with our decoder, from generated.proto's field numbers), watches in
+/// length-prefixed frames; what has no protobuf form stays JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_in_protobuf_when_the_client_prefers_it() {
+    use http_body_util::BodyExt as _;
+    use k8s_openapi::api::core::v1::Pod;
+    use rudder_api::protobuf::{decode, decode_watch_event};
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+    let (_server, client) = Cluster::start_with_kube_client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms
+        .create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": "pb", "labels": {"a": "b"}},
+                         "data": {"k": "v"}, "binaryData": {"bin": "AP8="}})),
+        )
+        .await
+        .unwrap();
+
+    // An object: the same as its JSON.
+    let url = "/api/v1/namespaces/default/configmaps/pb";
+    let (code, content_type, body) = protobuf_request(&client, "GET", url, None).await;
+    assert_eq!((code, content_type.as_str()), (200, PROTOBUF));
+    let got = decode(&body).unwrap();
+    assert_eq!(
+        got,
+        serde_json::to_value(&cm).unwrap(),
+        "protobuf and JSON disagree"
+    );
+
+    // A list, and an error (a Status).
+    let (code, _, body) = protobuf_request(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let list = decode(&body).unwrap();
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert!(list["metadata"]["resourceVersion"].is_string());
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["metadata"]["name"] == "pb")
+    );
+    let (code, content_type, body) = protobuf_request(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/missing",
+        None,
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (404, PROTOBUF));
+    let status = decode(&body).unwrap();
+    assert_eq!(status["reason"], "NotFound");
+    assert_eq!(status["code"], 404);
+
+    // A binding in protobuf, answered in protobuf; a review likewise.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &from(json!({"metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "i:1"}]}})),
+    )
+    .await
+    .unwrap();
+    let binding = Writer::default()
+        .msg(1, Writer::default().str(1, "p"))
+        .msg(2, Writer::default().str(1, "Node").str(3, "node-1"));
+    let (code, content_type, body) = protobuf_request(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/binding",
+        Some(Writer::envelope("v1", "Binding", binding)),
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (201, PROTOBUF));
+    assert_eq!(decode(&body).unwrap()["status"], "Success");
+    assert_eq!(
+        pods.get("p")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("node-1")
+    );
+    let attrs = Writer::default()
+        .str(1, "default")
+        .str(2, "get")
+        .str(5, "pods");
+    let review = Writer::default()
+        .msg(1, Writer::default())
+        .msg(2, Writer::default().msg(1, attrs));
+    let (code, content_type, body) = protobuf_request(
+        &client,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        Some(Writer::envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            review,
+        )),
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (201, PROTOBUF));
+    assert_eq!(decode(&body).unwrap()["status"]["allowed"], true);
+
+    // A watch: length-prefixed WatchEvents, each around a whole body.
+    let rv = cm.metadata.resource_version.clone().unwrap();
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=30"
+    ))
+    .header(
+        "accept",
+        "application/vnd.kubernetes.protobuf,application/json",
+    )
+    .body(kube::client::Body::from(Vec::new()))
+    .unwrap();
+    let res = client.send(req).await.unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    );
+    cms.create(
+        &PostParams::default(),
+        &from(json!({"metadata": {"name": "pb-2"}})),
+    )
+    .await
+    .unwrap();
+    let mut body = res.into_body();
+    let mut buf = Vec::new();
+    let event = loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() >= 4 + len {
+                break decode_watch_event(&buf[4..4 + len]).unwrap();
+            }
+        }
+        let frame = body.frame().await.expect("the watch ended").unwrap();
+        buf.extend_from_slice(&frame.into_data().unwrap_or_default());
+    };
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["kind"], "ConfigMap");
+    assert_eq!(event["object"]["metadata"]["name"], "pb-2");
+
+    // JSON when asked for JSON first, and for what protobuf cannot carry
+    // (a body without a kind).
+    let (_, content_type, _) = protobuf_request(&client, "GET", "/version", None).await;
+    assert_eq!(content_type, "application/json");
+}

@@ -47,6 +47,19 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     decode_unknown(envelope, 0)
 }
 
+/// Decodes one event of a protobuf watch stream: the `meta.v1.WatchEvent`
+/// that follows a frame's 4-byte length, into `{"type", "object"}`.
+pub fn decode_watch_event(raw: &[u8]) -> Result<Value, DecodeError> {
+    let schema = schema();
+    let Some(index) = schema.message_for("meta.k8s.io/v1", "WatchEvent") else {
+        return err("no protobuf schema for WatchEvent");
+    };
+    match schema.decode_message(index, raw, 1)? {
+        Some(event) => Ok(event),
+        None => err("the event is not a message"),
+    }
+}
+
 fn decode_unknown(envelope: &[u8], depth: usize) -> Result<Value, DecodeError> {
     let mut api_version = String::new();
     let mut kind = String::new();
@@ -175,6 +188,10 @@ struct FieldDef {
 struct Message {
     special: Special,
     fields: HashMap<u32, FieldDef>,
+    /// Tags in ascending order: the order fields are written in.
+    order: Vec<u32>,
+    /// JSON name → tag (embedded structs, named `-`, are not listed).
+    by_json: HashMap<&'static str, u32>,
 }
 
 #[derive(Debug)]
@@ -252,8 +269,20 @@ impl Schema {
                             },
                         ))
                     })
+                    .collect::<HashMap<u32, FieldDef>>();
+                let mut order: Vec<u32> = fields.keys().copied().collect();
+                order.sort_unstable();
+                let by_json = fields
+                    .iter()
+                    .filter(|(_, f)| f.json != "-")
+                    .map(|(tag, f)| (f.json, *tag))
                     .collect();
-                Message { special, fields }
+                Message {
+                    special,
+                    fields,
+                    order,
+                    by_json,
+                }
             })
             .collect();
         Self { messages, by_name }
@@ -652,8 +681,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes protobuf by field number, and the Kubernetes envelope around a
-/// message: how tests build the bodies client-go sends (the encoder of
-/// whole objects for protobuf responses will grow from it).
+/// message: what [`encode`] writes with, and how tests build the bodies
+/// client-go sends.
 #[derive(Debug, Default, Clone)]
 pub struct Writer(pub Vec<u8>);
 
@@ -682,6 +711,12 @@ impl Writer {
         w
     }
 
+    pub fn fixed64(mut self, tag: u64, v: u64) -> Self {
+        self = self.varint((tag << 3) | 1);
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
     pub fn str(self, tag: u64, s: &str) -> Self {
         self.bytes(tag, s.as_bytes())
     }
@@ -699,6 +734,9 @@ impl Writer {
         body
     }
 }
+
+mod encode;
+pub use encode::{EncodeError, encode, watch_frame};
 
 #[cfg(test)]
 mod tests;

@@ -195,3 +195,156 @@ fn meta_kinds_decode_in_every_group_version() {
     let obj = decode(&envelope("autoscaling/v1", "Scale", raw)).unwrap();
     assert_eq!(obj["spec"]["replicas"], 3);
 }
+
+/// What the encoder writes, the decoder reads back as the same JSON (for
+/// objects without zero-valued non-pointer fields, which Go's JSON omits).
+fn round_trip(obj: serde_json::Value) {
+    let body = encode(&obj).unwrap_or_else(|e| panic!("{e}: {obj}"));
+    assert!(body.starts_with(MAGIC));
+    assert_eq!(decode(&body).unwrap(), obj);
+}
+
+#[test]
+fn objects_round_trip_through_protobuf() {
+    round_trip(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "u-1", "resourceVersion": "42",
+                     "creationTimestamp": "2024-01-02T03:04:05Z",
+                     "labels": {"app": "web"}, "annotations": {"a": ""},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                                          "uid": "u-2", "controller": true}],
+                     "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1",
+                                        "time": "2024-01-02T03:04:05Z", "fieldsType": "FieldsV1",
+                                        "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}]},
+        "spec": {
+            "containers": [{
+                "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}],
+                "resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "64Mi"}},
+                "livenessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 3},
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}},
+                "env": [{"name": "A", "value": "1"},
+                        {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                "securityContext": {"runAsUser": 0, "privileged": false}
+            }],
+            "volumes": [{"name": "v", "emptyDir": {}},
+                        {"name": "cm", "configMap": {"name": "cfg", "defaultMode": 420}}],
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule",
+                             "tolerationSeconds": 300}],
+            "priority": 0
+        },
+        "status": {"phase": "Running", "podIP": "10.0.0.5",
+                   "conditions": [{"type": "Ready", "status": "True",
+                                   "lastTransitionTime": "2024-01-02T03:04:06Z"}]}
+    }));
+    round_trip(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s", "creationTimestamp": null},
+        "data": {"k": "AP9oaQ=="}, "type": "Opaque"
+    }));
+    round_trip(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "l", "creationTimestamp": null},
+        "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15,
+                 "renewTime": "2024-01-02T03:04:05.123456Z"}
+    }));
+    round_trip(json!({
+        "apiVersion": "v1", "kind": "Status", "metadata": {},
+        "status": "Failure", "message": "pods \"x\" not found", "reason": "NotFound",
+        "details": {"name": "x", "kind": "pods"}, "code": 404
+    }));
+    round_trip(json!({
+        "apiVersion": "v1", "kind": "ConfigMapList",
+        "metadata": {"resourceVersion": "7", "continue": "abc", "remainingItemCount": 3},
+        "items": [{"metadata": {"name": "a", "creationTimestamp": null}, "data": {"x": "y"}},
+                  {"metadata": {"name": "b", "creationTimestamp": null}}]
+    }));
+    round_trip(json!({
+        "apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": {"name": "r", "creationTimestamp": null},
+        "data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 2
+    }));
+    round_trip(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "w", "creationTimestamp": null},
+        "webhooks": [{"name": "w.example.com", "sideEffects": "None",
+                      "admissionReviewVersions": ["v1"],
+                      "clientConfig": {"url": "https://x", "caBundle": "AAE="},
+                      "rules": [{"operations": ["CREATE"], "apiGroups": [""],
+                                 "apiVersions": ["v1"], "resources": ["pods"]}]}]
+    }));
+    round_trip(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "h", "creationTimestamp": null},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                              "target": {"type": "Utilization", "averageUtilization": 50}}}]}
+    }));
+}
+
+#[test]
+fn encoded_fields_carry_generated_proto_numbers() {
+    // meta.v1.Status: status=2, message=3, code=6.
+    let body = encode(&json!({"apiVersion": "v1", "kind": "Status",
+                              "status": "Failure", "message": "m", "code": 404}))
+    .unwrap();
+    let raw = W::default().str(2, "Failure").str(3, "m").int(6, 404);
+    assert_eq!(body, envelope("v1", "Status", raw));
+    // A Pod's metadata (1) name (1) and a container port's intOrString
+    // target in a Service (spec=2, ports=1, targetPort=4 {type=1 intVal=2}).
+    let body = encode(&json!({"apiVersion": "v1", "kind": "Service",
+                              "metadata": {"name": "s"},
+                              "spec": {"ports": [{"port": 80, "targetPort": 8080}]}}))
+    .unwrap();
+    let port = W::default()
+        .int(3, 80)
+        .msg(4, W::default().int(1, 0).int(2, 8080));
+    let raw = W::default()
+        .msg(1, W::default().str(1, "s"))
+        .msg(2, W::default().msg(1, port));
+    assert_eq!(body, envelope("v1", "Service", raw));
+}
+
+#[test]
+fn watch_frames_are_length_prefixed_events_around_whole_bodies() {
+    let event = json!({"type": "ADDED", "object": {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "resourceVersion": "5", "creationTimestamp": null}}});
+    let frame = watch_frame(&event).unwrap();
+    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, frame.len() - 4);
+    assert_eq!(decode_watch_event(&frame[4..]).unwrap(), event);
+}
+
+#[test]
+fn values_of_the_wrong_type_are_refused() {
+    for bad in [
+        json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": "c"}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "spec": {"priority": "high"}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"creationTimestamp": "yesterday"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "data": {"k": "not base64!"}}),
+        json!({"apiVersion": "example.com/v1", "kind": "Widget"}),
+        json!({"kind": "Pod"}),
+    ] {
+        assert!(encode(&bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn go_durations_parse() {
+    for (s, nanos) in [
+        ("0", 0),
+        ("0s", 0),
+        ("1h0m0s", 3_600_000_000_000),
+        ("1m30.5s", 90_500_000_000),
+        ("300ms", 300_000_000),
+        ("-2s", -2_000_000_000),
+        ("1.5µs", 1_500),
+    ] {
+        assert_eq!(encode::parse_go_duration(s), Some(nanos), "{s}");
+        assert_eq!(encode::parse_go_duration(&go_duration(nanos)), Some(nanos));
+    }
+    assert_eq!(encode::parse_go_duration("5 apples"), None);
+    assert_eq!(encode::parse_go_duration(""), None);
+}
