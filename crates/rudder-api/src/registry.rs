@@ -142,6 +142,25 @@ pub static RESOURCES: &[Resource] = resources! {
     "events.k8s.io" "v1" "Event" "events" "event" true [] [] false;
     "scheduling.k8s.io" "v1" "PriorityClass" "priorityclasses" "priorityclass" false ["pc"] [] false;
     "node.k8s.io" "v1" "RuntimeClass" "runtimeclasses" "runtimeclass" false [] [] false;
+    // Served for the clients of Kubernetes 1.36 (its controller manager,
+    // scheduler and e2e suite list them); stored and listed, their
+    // behaviour (signing, admission policies, priority and fairness, DRA
+    // allocation) comes with later work.
+    "certificates.k8s.io" "v1" "CertificateSigningRequest" "certificatesigningrequests" "certificatesigningrequest" false ["csr"] [] true;
+    "networking.k8s.io" "v1" "IPAddress" "ipaddresses" "ipaddress" false ["ip"] [] false;
+    "networking.k8s.io" "v1" "ServiceCIDR" "servicecidrs" "servicecidr" false [] [] true;
+    "storage.k8s.io" "v1" "VolumeAttributesClass" "volumeattributesclasses" "volumeattributesclass" false ["vac"] [] false;
+    "admissionregistration.k8s.io" "v1" "ValidatingAdmissionPolicy" "validatingadmissionpolicies" "validatingadmissionpolicy" false [] ["api-extensions"] true;
+    "admissionregistration.k8s.io" "v1" "ValidatingAdmissionPolicyBinding" "validatingadmissionpolicybindings" "validatingadmissionpolicybinding" false [] ["api-extensions"] false;
+    "admissionregistration.k8s.io" "v1" "MutatingAdmissionPolicy" "mutatingadmissionpolicies" "mutatingadmissionpolicy" false [] ["api-extensions"] false;
+    "admissionregistration.k8s.io" "v1" "MutatingAdmissionPolicyBinding" "mutatingadmissionpolicybindings" "mutatingadmissionpolicybinding" false [] ["api-extensions"] false;
+    "flowcontrol.apiserver.k8s.io" "v1" "FlowSchema" "flowschemas" "flowschema" false [] [] true;
+    "flowcontrol.apiserver.k8s.io" "v1" "PriorityLevelConfiguration" "prioritylevelconfigurations" "prioritylevelconfiguration" false [] [] true;
+    "coordination.k8s.io" "v1beta1" "LeaseCandidate" "leasecandidates" "leasecandidate" true [] [] false;
+    "resource.k8s.io" "v1" "DeviceClass" "deviceclasses" "deviceclass" false [] [] false;
+    "resource.k8s.io" "v1" "ResourceClaim" "resourceclaims" "resourceclaim" true [] [] true;
+    "resource.k8s.io" "v1" "ResourceClaimTemplate" "resourceclaimtemplates" "resourceclaimtemplate" true [] [] false;
+    "resource.k8s.io" "v1" "ResourceSlice" "resourceslices" "resourceslice" false [] [] false;
 };
 
 /// Finds a resource by group, version and plural.

@@ -405,6 +405,100 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
             const C: &[Column] = &[col("Name"), col("Handler"), col("Age")];
             C
         }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Age"),
+                col("SignerName"),
+                col("Requestor"),
+                col("RequestedDuration"),
+                col("Condition"),
+            ];
+            C
+        }
+        // Kubernetes declares no Age column here, though its row carries an
+        // age cell; kubectl drops cells past the last column (issue 66379).
+        ("networking.k8s.io", "IPAddress") => {
+            const C: &[Column] = &[col("Name"), col("ParentRef")];
+            C
+        }
+        ("networking.k8s.io", "ServiceCIDR") => {
+            const C: &[Column] = &[col("Name"), col("CIDRs"), col("Age")];
+            C
+        }
+        ("storage.k8s.io", "VolumeAttributesClass") => {
+            const C: &[Column] = &[col("Name"), col("DriverName"), col("Age")];
+            C
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            const C: &[Column] = &[
+                col("Name"),
+                int("Validations"),
+                col("ParamKind"),
+                col("Age"),
+            ];
+            C
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
+            const C: &[Column] = &[col("Name"), int("Mutations"), col("ParamKind"), col("Age")];
+            C
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => {
+            const C: &[Column] = &[col("Name"), col("PolicyName"), col("ParamRef"), col("Age")];
+            C
+        }
+        // Declared `string` though the MatchingPrecedence cell is an integer.
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("PriorityLevel"),
+                col("MatchingPrecedence"),
+                col("DistinguisherMethod"),
+                col("Age"),
+                col("MissingPL"),
+            ];
+            C
+        }
+        // All declared `string`: the cells are integers or `<none>`.
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Type"),
+                col("NominalConcurrencyShares"),
+                col("Queues"),
+                col("HandSize"),
+                col("QueueLengthLimit"),
+                col("Age"),
+            ];
+            C
+        }
+        ("coordination.k8s.io", "LeaseCandidate") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("LeaseName"),
+                col("BinaryVersion"),
+                col("EmulationVersion"),
+                col("Age"),
+            ];
+            C
+        }
+        ("resource.k8s.io", "ResourceClaim") => {
+            const C: &[Column] = &[col("Name"), col("State"), col("Age")];
+            C
+        }
+        ("resource.k8s.io", "ResourceSlice") => {
+            const C: &[Column] = &[
+                col("Name"),
+                col("Node"),
+                col("Driver"),
+                col("Pool"),
+                col("Age"),
+            ];
+            C
+        }
         // Kinds without a printer of their own get the default table
         // convertor's columns (apiserver pkg/registry/rest/table.go).
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
@@ -1273,6 +1367,141 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
             ]
         }
         ("node.k8s.io", "RuntimeClass") => vec![name, s(&obj["handler"]).into(), age(obj, now)],
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            let duration = spec["expirationSeconds"]
+                .as_i64()
+                .map_or_else(|| "<none>".to_string(), human_duration);
+            vec![
+                name,
+                age(obj, now),
+                or_none(s(&spec["signerName"]).into()),
+                s(&spec["username"]).into(),
+                duration.into(),
+                csr_condition(status).into(),
+            ]
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            let r = &spec["parentRef"];
+            let parent = if r.is_object() {
+                let (group, resource) = (s(&r["group"]), s(&r["resource"]));
+                // schema.GroupResource.String(), lower-cased.
+                let mut p = if group.is_empty() {
+                    resource.to_lowercase()
+                } else {
+                    format!("{resource}.{group}").to_lowercase()
+                };
+                if let Some(ns) = r["namespace"].as_str().filter(|ns| !ns.is_empty()) {
+                    p = format!("{p}/{ns}");
+                }
+                format!("{p}/{}", s(&r["name"]))
+            } else {
+                "<none>".to_string()
+            };
+            // Kubernetes also appends the age, a third cell without a column.
+            vec![name, parent.into()]
+        }
+        ("networking.k8s.io", "ServiceCIDR") => vec![
+            name,
+            strings(&spec["cidrs"]).join(",").into(),
+            age(obj, now),
+        ],
+        // Through 1.33 the name got " (default)" from a default-class
+        // annotation; storage.k8s.io/v1 (1.34+) prints the bare name.
+        ("storage.k8s.io", "VolumeAttributesClass") => {
+            vec![name, s(&obj["driverName"]).into(), age(obj, now)]
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy" | "MutatingAdmissionPolicy",
+        ) => {
+            let rules = if kind == "ValidatingAdmissionPolicy" {
+                "validations"
+            } else {
+                "mutations"
+            };
+            let pk = &spec["paramKind"];
+            let param_kind = if pk.is_object() {
+                format!("{}/{}", s(&pk["apiVersion"]), s(&pk["kind"]))
+            } else {
+                "<unset>".to_string()
+            };
+            vec![
+                name,
+                spec[rules].as_array().map_or(0, Vec::len).into(),
+                param_kind.into(),
+                age(obj, now),
+            ]
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => vec![
+            name,
+            s(&spec["policyName"]).into(),
+            param_ref(&spec["paramRef"]).into(),
+            age(obj, now),
+        ],
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            let dm = &spec["distinguisherMethod"];
+            let method = if dm.is_object() {
+                s(&dm["type"])
+            } else {
+                "<none>"
+            };
+            // The Dangling condition's status, `?` until one is written.
+            let missing = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Dangling")
+                .map_or("?", |c| s(&c["status"]));
+            vec![
+                name,
+                s(&spec["priorityLevelConfiguration"]["name"]).into(),
+                n(&spec["matchingPrecedence"]).into(),
+                method.into(),
+                age(obj, now),
+                missing.into(),
+            ]
+        }
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            let limited = &spec["limited"];
+            let queuing = &limited["limitResponse"]["queuing"];
+            let (lim, q) = (limited.is_object(), queuing.is_object());
+            let number = |v: &Value, present: bool| -> Value {
+                if present {
+                    n(v).into()
+                } else {
+                    "<none>".into()
+                }
+            };
+            vec![
+                name,
+                s(&spec["type"]).into(),
+                number(&limited["nominalConcurrencyShares"], lim),
+                number(&queuing["queues"], q),
+                number(&queuing["handSize"], q),
+                number(&queuing["queueLengthLimit"], q),
+                age(obj, now),
+            ]
+        }
+        ("coordination.k8s.io", "LeaseCandidate") => vec![
+            name,
+            s(&spec["leaseName"]).into(),
+            s(&spec["binaryVersion"]).into(),
+            s(&spec["emulationVersion"]).into(),
+            age(obj, now),
+        ],
+        ("resource.k8s.io", "ResourceClaim") => {
+            vec![name, resource_claim_state(obj).into(), age(obj, now)]
+        }
+        ("resource.k8s.io", "ResourceSlice") => vec![
+            name,
+            s(&spec["nodeName"]).into(),
+            s(&spec["driver"]).into(),
+            s(&spec["pool"]["name"]).into(),
+            age(obj, now),
+        ],
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
             vec![name, obj["metadata"]["creationTimestamp"].clone()]
         }
@@ -1286,6 +1515,105 @@ fn or_unset(v: &str) -> Value {
     } else {
         v.into()
     })
+}
+
+/// `Pending`, `Approved,Issued`, `Denied`, `Approved,Failed`: the types of a
+/// CSR's conditions (their status is not looked at), then whether a
+/// certificate was issued (kubernetes `extractCSRStatus`).
+fn csr_condition(status: &Value) -> String {
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| s(&c["type"]))
+        .collect();
+    let has = |t: &str| types.contains(&t);
+    let mut out = if has("Denied") {
+        "Denied"
+    } else if has("Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_string();
+    if has("Failed") {
+        out.push_str(",Failed");
+    }
+    if !s(&status["certificate"]).is_empty() {
+        out.push_str(",Issued");
+    }
+    out
+}
+
+/// A policy binding's parameter: `ns/name`, `*/name` when no namespace is
+/// given, the selector as Go prints it, `<unset>` otherwise.
+fn param_ref(r: &Value) -> String {
+    if !r.is_object() {
+        return "<unset>".into();
+    }
+    match (s(&r["name"]), s(&r["namespace"])) {
+        ("", _) if r["selector"].is_object() => go_label_selector(&r["selector"]),
+        ("", _) => "<unset>".into(),
+        (name, "") => format!("*/{name}"),
+        (name, ns) => format!("{ns}/{name}"),
+    }
+}
+
+/// A label selector as the generated `(*metav1.LabelSelector).String()`
+/// prints it: `&LabelSelector{MatchLabels:map[string]string{app: web,},
+/// MatchExpressions:[]LabelSelectorRequirement{LabelSelectorRequirement{
+/// Key:env,Operator:In,Values:[prod dev],},},}` (one line; keys sorted).
+fn go_label_selector(sel: &Value) -> String {
+    let mut labels: Vec<(&String, &Value)> = sel["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .collect();
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let labels: String = labels
+        .iter()
+        .map(|(k, v)| format!("{k}: {},", s(v)))
+        .collect();
+    let exprs: String = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}},",
+                s(&e["key"]),
+                s(&e["operator"]),
+                strings(&e["values"]).join(" ")
+            )
+        })
+        .collect();
+    format!(
+        "&LabelSelector{{MatchLabels:map[string]string{{{labels}}},MatchExpressions:[]LabelSelectorRequirement{{{exprs}}},}}"
+    )
+}
+
+/// `pending`, `allocated`, `allocated,reserved`, `deleted`,
+/// `deleted,allocated,reserved` (kubernetes `resourceClaimState`).
+fn resource_claim_state(obj: &Value) -> String {
+    let deleted = !obj["metadata"]["deletionTimestamp"].is_null();
+    let mut states = Vec::new();
+    if deleted {
+        states.push("deleted");
+    }
+    if obj["status"]["allocation"].is_null() {
+        if !deleted {
+            states.push("pending");
+        }
+    } else {
+        states.push("allocated");
+        if obj["status"]["reservedFor"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            states.push("reserved");
+        }
+    }
+    states.join(",")
 }
 
 /// How to render a Table: its apiVersion (`meta.k8s.io/v1` or
@@ -1314,8 +1642,17 @@ pub fn table(
         with_columns,
         now,
     } = *opts;
+    // Flow schemas are listed in the order they are matched in.
+    let mut objects: Vec<&Value> = objects.iter().collect();
+    if (group, kind) == ("flowcontrol.apiserver.k8s.io", "FlowSchema") {
+        objects.sort_by(|a, b| {
+            n(&a["spec"]["matchingPrecedence"])
+                .cmp(&n(&b["spec"]["matchingPrecedence"]))
+                .then_with(|| s(&a["metadata"]["name"]).cmp(s(&b["metadata"]["name"])))
+        });
+    }
     let rows: Vec<Value> = objects
-        .iter()
+        .into_iter()
         .map(|obj| {
             let object = match include {
                 IncludeObject::None => Value::Null,
@@ -1541,5 +1878,361 @@ mod tests {
         let t = table("", "ConfigMap", &objs, json!({}), &opts);
         assert!(t.get("columnDefinitions").is_none());
         assert!(t["rows"][0]["object"].is_null());
+    }
+
+    #[test]
+    fn certificate_signing_requests_show_signer_requestor_duration_and_condition() {
+        let csr = |spec: Value, status: Value| {
+            cells_of(
+                "certificates.k8s.io",
+                "CertificateSigningRequest",
+                json!({"metadata": {"name": "csr-1", "creationTimestamp": CREATED},
+                    "spec": spec, "status": status}),
+            )
+        };
+        assert_eq!(
+            csr(
+                json!({"signerName": "kubernetes.io/kube-apiserver-client", "username": "alice", "expirationSeconds": 3600}),
+                json!({})
+            ),
+            [
+                json!("csr-1"),
+                json!("5m"),
+                json!("kubernetes.io/kube-apiserver-client"),
+                json!("alice"),
+                json!("60m"),
+                json!("Pending")
+            ]
+        );
+        let approved = json!({"conditions": [{"type": "Approved", "status": "True"}], "certificate": "LS0tLS1CRUdJTg=="});
+        let c = csr(
+            json!({"signerName": "kubernetes.io/kubelet-serving", "expirationSeconds": 86400}),
+            approved,
+        );
+        assert_eq!(c[3], "", "no username, no placeholder");
+        assert_eq!(c[4], "24h");
+        assert_eq!(c[5], "Approved,Issued");
+        let c = csr(json!({}), json!({"conditions": [{"type": "Approved"}]}));
+        assert_eq!(
+            c[2..],
+            [
+                json!("<none>"),
+                json!(""),
+                json!("<none>"),
+                json!("Approved")
+            ]
+        );
+        let c = csr(
+            json!({}),
+            json!({"conditions": [{"type": "Approved"}, {"type": "Denied"}]}),
+        );
+        assert_eq!(c[5], "Denied", "Denied wins over Approved");
+        let c = csr(
+            json!({}),
+            json!({"conditions": [{"type": "Approved"}, {"type": "Failed", "status": "True"}]}),
+        );
+        assert_eq!(c[5], "Approved,Failed");
+        let c = csr(
+            json!({"expirationSeconds": 600}),
+            json!({"conditions": [{"type": "Failed"}], "certificate": "eA=="}),
+        );
+        assert_eq!(c[4..], [json!("10m"), json!("Pending,Failed,Issued")]);
+    }
+
+    #[test]
+    fn flow_schemas_show_level_precedence_method_and_missing_level() {
+        let fs = json!({"metadata": {"name": "workload-leader-election", "creationTimestamp": CREATED},
+            "spec": {"priorityLevelConfiguration": {"name": "leader-election"}, "matchingPrecedence": 200,
+                     "distinguisherMethod": {"type": "ByUser"}},
+            "status": {"conditions": [{"type": "Dangling", "status": "False"}]}});
+        assert_eq!(
+            cells_of("flowcontrol.apiserver.k8s.io", "FlowSchema", fs),
+            [
+                json!("workload-leader-election"),
+                json!("leader-election"),
+                json!(200),
+                json!("ByUser"),
+                json!("5m"),
+                json!("False")
+            ]
+        );
+        let bare = json!({"metadata": {"name": "exempt", "creationTimestamp": CREATED},
+            "spec": {"priorityLevelConfiguration": {"name": "exempt"}, "matchingPrecedence": 1}});
+        let c = cells_of("flowcontrol.apiserver.k8s.io", "FlowSchema", bare);
+        assert_eq!(c[3], "<none>");
+        assert_eq!(c[5], "?", "no Dangling condition yet");
+        let dangling = json!({"metadata": {"name": "x"}, "spec": {"priorityLevelConfiguration": {"name": "gone"}},
+            "status": {"conditions": [{"type": "Dangling", "status": "True"}]}});
+        assert_eq!(
+            cells_of("flowcontrol.apiserver.k8s.io", "FlowSchema", dangling)[5],
+            "True"
+        );
+        // Lists come sorted by precedence, then name.
+        let fs = |name: &str, p: i64| json!({"metadata": {"name": name}, "spec": {"matchingPrecedence": p}});
+        let opts = TableOptions {
+            api_version: "meta.k8s.io/v1",
+            include: IncludeObject::None,
+            with_columns: false,
+            now: 0,
+        };
+        let t = table(
+            "flowcontrol.apiserver.k8s.io",
+            "FlowSchema",
+            &[fs("b", 1000), fs("a", 1000), fs("c", 50)],
+            json!({}),
+            &opts,
+        );
+        let names: Vec<&Value> = t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["cells"][0])
+            .collect();
+        assert_eq!(names, [&json!("c"), &json!("a"), &json!("b")]);
+    }
+
+    #[test]
+    fn priority_levels_show_shares_and_queuing_or_none() {
+        let plc = |name: &str, spec: Value| {
+            cells_of(
+                "flowcontrol.apiserver.k8s.io",
+                "PriorityLevelConfiguration",
+                json!({"metadata": {"name": name, "creationTimestamp": CREATED}, "spec": spec}),
+            )
+        };
+        assert_eq!(
+            plc(
+                "global-default",
+                json!({"type": "Limited", "limited": {"nominalConcurrencyShares": 20, "lendablePercent": 50,
+                    "limitResponse": {"type": "Queue", "queuing": {"queues": 128, "handSize": 6, "queueLengthLimit": 50}}}})
+            ),
+            [
+                json!("global-default"),
+                json!("Limited"),
+                json!(20),
+                json!(128),
+                json!(6),
+                json!(50),
+                json!("5m")
+            ]
+        );
+        assert_eq!(
+            plc(
+                "catch-all",
+                json!({"type": "Limited", "limited": {"nominalConcurrencyShares": 5, "lendablePercent": 0,
+                    "limitResponse": {"type": "Reject"}}})
+            )[1..6],
+            [
+                json!("Limited"),
+                json!(5),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>")
+            ]
+        );
+        assert_eq!(
+            plc(
+                "exempt",
+                json!({"type": "Exempt", "exempt": {"nominalConcurrencyShares": 0, "lendablePercent": 0}})
+            ),
+            [
+                json!("exempt"),
+                json!("Exempt"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("5m")
+            ]
+        );
+    }
+
+    #[test]
+    fn resource_claims_show_their_state() {
+        let claim = |meta: Value, status: Value| {
+            let mut m = json!({"name": "gpu", "creationTimestamp": CREATED});
+            m.as_object_mut()
+                .unwrap()
+                .extend(meta.as_object().unwrap().clone());
+            cells_of(
+                "resource.k8s.io",
+                "ResourceClaim",
+                json!({"metadata": m, "status": status}),
+            )
+        };
+        let allocation = json!({"devices": {"results": [{"request": "gpu", "driver": "gpu.example.com", "pool": "n1", "device": "gpu-0"}]}});
+        let reserved = json!([{"resource": "pods", "name": "p", "uid": "u1"}]);
+        let gone = json!({"deletionTimestamp": CREATED});
+        assert_eq!(
+            claim(json!({}), json!({})),
+            [json!("gpu"), json!("pending"), json!("5m")]
+        );
+        assert_eq!(
+            claim(json!({}), json!({"allocation": allocation}))[1],
+            "allocated"
+        );
+        assert_eq!(
+            claim(
+                json!({}),
+                json!({"allocation": allocation, "reservedFor": reserved})
+            )[1],
+            "allocated,reserved"
+        );
+        assert_eq!(
+            claim(
+                json!({}),
+                json!({"allocation": allocation, "reservedFor": []})
+            )[1],
+            "allocated"
+        );
+        assert_eq!(claim(gone.clone(), json!({}))[1], "deleted");
+        assert_eq!(
+            claim(
+                gone,
+                json!({"allocation": allocation, "reservedFor": reserved})
+            )[1],
+            "deleted,allocated,reserved"
+        );
+        let slice = json!({"metadata": {"name": "n1-gpu.example.com-x7", "creationTimestamp": CREATED},
+            "spec": {"driver": "gpu.example.com", "nodeName": "n1", "pool": {"name": "n1", "generation": 1, "resourceSliceCount": 1}}});
+        assert_eq!(
+            cells_of("resource.k8s.io", "ResourceSlice", slice),
+            [
+                json!("n1-gpu.example.com-x7"),
+                json!("n1"),
+                json!("gpu.example.com"),
+                json!("n1"),
+                json!("5m")
+            ]
+        );
+        let shared = json!({"metadata": {"name": "s"}, "spec": {"driver": "d", "allNodes": true, "pool": {"name": "p"}}});
+        assert_eq!(cells_of("resource.k8s.io", "ResourceSlice", shared)[1], "");
+        assert_eq!(
+            cells_of(
+                "resource.k8s.io",
+                "DeviceClass",
+                json!({"metadata": {"name": "gpu.example.com", "creationTimestamp": CREATED}})
+            ),
+            [json!("gpu.example.com"), json!("5m")]
+        );
+    }
+
+    #[test]
+    fn service_cidrs_and_ip_addresses_show_ranges_and_parents() {
+        let cidr = json!({"metadata": {"name": "kubernetes", "creationTimestamp": CREATED},
+            "spec": {"cidrs": ["10.96.0.0/28", "fd00:10:96::/112"]}});
+        assert_eq!(
+            cells_of("networking.k8s.io", "ServiceCIDR", cidr),
+            [
+                json!("kubernetes"),
+                json!("10.96.0.0/28,fd00:10:96::/112"),
+                json!("5m")
+            ]
+        );
+        assert_eq!(
+            cells_of(
+                "networking.k8s.io",
+                "ServiceCIDR",
+                json!({"metadata": {"name": "e"}, "spec": {}})
+            )[1],
+            ""
+        );
+        for (parent, want) in [
+            (
+                json!({"resource": "services", "namespace": "default", "name": "kubernetes"}),
+                "services/default/kubernetes",
+            ),
+            (
+                json!({"group": "gateway.networking.k8s.io", "resource": "Gateways", "namespace": "edge", "name": "public"}),
+                "gateways.gateway.networking.k8s.io/edge/public",
+            ),
+            (
+                json!({"resource": "nodes", "name": "worker"}),
+                "nodes/worker",
+            ),
+            (Value::Null, "<none>"),
+        ] {
+            let ip = json!({"metadata": {"name": "10.96.0.1"}, "spec": {"parentRef": parent}});
+            assert_eq!(
+                cells_of("networking.k8s.io", "IPAddress", ip),
+                [json!("10.96.0.1"), json!(want)]
+            );
+        }
+    }
+
+    #[test]
+    fn admission_policies_bindings_and_the_rest() {
+        let vap = json!({"metadata": {"name": "replicas", "creationTimestamp": CREATED},
+            "spec": {"paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                     "validations": [{"expression": "object.spec.replicas <= 5"}, {"expression": "true"}]}});
+        assert_eq!(
+            cells_of(
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicy",
+                vap
+            ),
+            [
+                json!("replicas"),
+                json!(2),
+                json!("v1/ConfigMap"),
+                json!("5m")
+            ]
+        );
+        let map = json!({"metadata": {"name": "m"}, "spec": {"mutations": [{"patchType": "ApplyConfiguration"}]}});
+        assert_eq!(
+            cells_of(
+                "admissionregistration.k8s.io",
+                "MutatingAdmissionPolicy",
+                map
+            )[1..3],
+            [json!(1), json!("<unset>")]
+        );
+        let binding = |param_ref: Value| {
+            cells_of(
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicyBinding",
+                json!({"metadata": {"name": "b"}, "spec": {"policyName": "replicas", "paramRef": param_ref}}),
+            )[1..3]
+                .to_vec()
+        };
+        assert_eq!(
+            binding(json!({"name": "limits", "namespace": "team-a"})),
+            [json!("replicas"), json!("team-a/limits")]
+        );
+        assert_eq!(binding(json!({"name": "limits"}))[1], "*/limits");
+        assert_eq!(binding(Value::Null)[1], "<unset>");
+        assert_eq!(
+            binding(json!({"parameterNotFoundAction": "Deny"}))[1],
+            "<unset>"
+        );
+        assert_eq!(
+            binding(json!({"selector": {"matchLabels": {"b": "2", "a": "1"},
+                "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}]}}))
+                [1],
+            "&LabelSelector{MatchLabels:map[string]string{a: 1,b: 2,},MatchExpressions:[]LabelSelectorRequirement{LabelSelectorRequirement{Key:env,Operator:In,Values:[prod dev],},},}"
+        );
+        assert_eq!(
+            binding(json!({"selector": {}}))[1],
+            "&LabelSelector{MatchLabels:map[string]string{},MatchExpressions:[]LabelSelectorRequirement{},}"
+        );
+        let vac = json!({"metadata": {"name": "silver", "creationTimestamp": CREATED},
+            "driverName": "pd.csi.storage.gke.io", "parameters": {"iops": "3000"}});
+        assert_eq!(
+            cells_of("storage.k8s.io", "VolumeAttributesClass", vac),
+            [json!("silver"), json!("pd.csi.storage.gke.io"), json!("5m")]
+        );
+        let lc = json!({"metadata": {"name": "kube-controller-manager-n1", "creationTimestamp": CREATED},
+            "spec": {"leaseName": "kube-controller-manager", "binaryVersion": "1.33.0", "emulationVersion": "1.32.0",
+                     "strategy": "OldestEmulationVersion"}});
+        assert_eq!(
+            cells_of("coordination.k8s.io", "LeaseCandidate", lc),
+            [
+                json!("kube-controller-manager-n1"),
+                json!("kube-controller-manager"),
+                json!("1.33.0"),
+                json!("1.32.0"),
+                json!("5m")
+            ]
+        );
     }
 }

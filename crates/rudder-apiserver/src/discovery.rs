@@ -3,7 +3,7 @@
 //! kubectl from 1.27 to 1.33 (they fall back from aggregated discovery when
 //! the response is plain JSON).
 
-use rudder_api::registry::{self, RESOURCES, VERBS};
+use rudder_api::registry::{self, RESOURCES, Resource, VERBS};
 
 use crate::reviews::REVIEWS;
 use serde_json::{Value, json};
@@ -101,45 +101,21 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
             "categories": r.categories,
             "storageVersionHash": "",
         }));
-        if r.status {
-            resources.push(json!({
-                "name": format!("{}/status", r.plural),
+        for sub in subresources(r) {
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, sub.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if (r.group, r.kind) == ("", "Node") {
-            resources.push(json!({"name": "nodes/proxy", "singularName": "", "namespaced": false,
-                                  "kind": "NodeProxyOptions", "verbs": ["create", "delete", "get", "patch", "update"]}));
-        }
-        if (r.group, r.kind) == ("", "Pod") {
-            resources.push(
-                json!({"name": "pods/binding", "singularName": "", "namespaced": true,
-                                  "kind": "Binding", "verbs": ["create"]}),
-            );
-            for (sub, kind, verbs) in NODE_SUBRESOURCES {
-                resources.push(
-                    json!({"name": format!("pods/{sub}"), "singularName": "", "namespaced": true,
-                                      "kind": kind, "verbs": verbs}),
-                );
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            // Clients read a subresource's own group-version from here
+            // (the scale client, kubectl drain's eviction).
+            if (sub.group, sub.version) != (r.group, r.version) {
+                entry["group"] = sub.group.into();
+                entry["version"] = sub.version.into();
             }
-            // kubectl drain reads the eviction group-version from here.
-            resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
-                                  "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
-        }
-        if r.has_scale() {
-            // The scale client reads Scale's group-version from here.
-            resources.push(json!({
-                "name": format!("{}/scale", r.plural),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
+            resources.push(entry);
         }
     }
     for (_, _, plural, kind) in REVIEWS
@@ -217,14 +193,65 @@ pub(crate) fn aggregated(core: bool, version: &str) -> Value {
     })
 }
 
-/// The pod subresources the node agent serves, with their kinds and verbs
-/// as kube-apiserver lists them.
-const NODE_SUBRESOURCES: [(&str, &str, &[&str]); 4] = [
-    ("attach", "PodAttachOptions", &["create", "get"]),
-    ("exec", "PodExecOptions", &["create", "get"]),
-    ("log", "Pod", &["get"]),
-    ("portforward", "PodPortForwardOptions", &["create", "get"]),
-];
+/// A subresource, as both discoveries list it.
+struct Subresource {
+    name: &'static str,
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+const GET_UPDATE: &[&str] = &["get", "patch", "update"];
+
+/// The subresources of a resource, as kube-apiserver lists them: status,
+/// the pod subresources the node agent serves, scale, and the few kinds'
+/// own.
+fn subresources(r: &Resource) -> Vec<Subresource> {
+    let sub = |name, group, version, kind, verbs| Subresource {
+        name,
+        group,
+        version,
+        kind,
+        verbs,
+    };
+    let mut out = Vec::new();
+    if r.status {
+        out.push(sub("status", r.group, r.version, r.kind, GET_UPDATE));
+    }
+    match (r.group, r.kind) {
+        ("", "Node") => out.push(sub(
+            "proxy",
+            "",
+            "v1",
+            "NodeProxyOptions",
+            &["create", "delete", "get", "patch", "update"],
+        )),
+        ("", "Pod") => out.extend([
+            sub("attach", "", "v1", "PodAttachOptions", &["create", "get"]),
+            sub("binding", "", "v1", "Binding", &["create"]),
+            sub("eviction", "policy", "v1", "Eviction", &["create"]),
+            sub("exec", "", "v1", "PodExecOptions", &["create", "get"]),
+            sub("log", "", "v1", "Pod", &["get"]),
+            sub(
+                "portforward",
+                "",
+                "v1",
+                "PodPortForwardOptions",
+                &["create", "get"],
+            ),
+        ]),
+        ("", "Namespace") => out.push(sub("finalize", "", "v1", "Namespace", &["update"])),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            out.push(sub("approval", r.group, r.version, r.kind, GET_UPDATE))
+        }
+        _ => {}
+    }
+    if r.has_scale() {
+        out.push(sub("scale", "autoscaling", "v1", "Scale", GET_UPDATE));
+    }
+    out
+}
 
 fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
     let kind = |k: &str| json!({"group": group, "version": version, "kind": k});
@@ -232,30 +259,14 @@ fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
-            let mut subresources = Vec::new();
-            if r.status {
-                subresources.push(json!({"subresource": "status", "responseKind": kind(r.kind), "verbs": ["get", "patch", "update"]}));
-            }
-            if (r.group, r.kind) == ("", "Node") {
-                subresources.push(json!({"subresource": "proxy",
-                    "responseKind": {"group": "", "version": "v1", "kind": "NodeProxyOptions"},
-                    "verbs": ["create", "delete", "get", "patch", "update"]}));
-            }
-            if (r.group, r.kind) == ("", "Pod") {
-                subresources.push(json!({"subresource": "binding",
-                    "responseKind": {"group": "", "version": "v1", "kind": "Binding"}, "verbs": ["create"]}));
-                subresources.push(json!({"subresource": "eviction",
-                    "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]}));
-                for (sub, kind, verbs) in NODE_SUBRESOURCES {
-                    subresources.push(json!({"subresource": sub,
-                        "responseKind": {"group": "", "version": "v1", "kind": kind}, "verbs": verbs}));
-                }
-            }
-            if r.has_scale() {
-                subresources.push(json!({"subresource": "scale",
-                    "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-                    "verbs": ["get", "patch", "update"]}));
-            }
+            let subresources: Vec<Value> = subresources(r)
+                .iter()
+                .map(|sub| {
+                    json!({"subresource": sub.name,
+                           "responseKind": {"group": sub.group, "version": sub.version, "kind": sub.kind},
+                           "verbs": sub.verbs})
+                })
+                .collect();
             json!({
                 "resource": r.plural,
                 "responseKind": kind(r.kind),

@@ -713,6 +713,10 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Result<(Target, bool), S
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status)
         && !(sub == "scale" && t.resource.has_scale())
+        && !(sub == "finalize" && strategy::is_namespace(t.resource))
+        && !(sub == "approval"
+            && (t.resource.group, t.resource.kind)
+                == ("certificates.k8s.io", "CertificateSigningRequest"))
         && !((matches!(sub.as_str(), "binding" | "eviction")
             || node_proxy::SUBRESOURCES.contains(&sub.as_str()))
             && strategy::is_pod(t.resource))
@@ -882,6 +886,11 @@ async fn resource(
                 "the scale subresource supports get, update and patch",
             )),
         };
+    }
+    if t.subresource.as_deref() == Some("finalize") && method != Method::PUT {
+        return Err(StatusError::method_not_allowed(
+            "namespaces/finalize supports update only",
+        ));
     }
     match (&method, t.name.clone()) {
         (&Method::GET, _) if watch_path || query.flag("watch") => {

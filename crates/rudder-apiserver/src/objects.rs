@@ -695,7 +695,7 @@ impl Objects {
         change: impl Fn(&Value) -> Result<Value, StatusError>,
     ) -> Result<Value, StatusError> {
         let r = t.resource;
-        let status_only = t.subresource.as_deref() == Some("status");
+        let part = strategy::Part::of(t.subresource.as_deref());
         let k = key(r, t.namespace.as_deref(), name);
         loop {
             let current = self.store.get(&k).await.map_err(store_error)?;
@@ -730,7 +730,7 @@ impl Objects {
             {
                 return Err(StatusError::conflict(r, name));
             }
-            let mut new = merge_update(r, &old, &obj, status_only);
+            let mut new = merge_update(r, &old, &obj, part);
             rudder_api::defaults::apply(r.group, r.kind, &mut new);
             if tracking == Tracking::Update {
                 // Ownership starts from the stored object's, unless the
@@ -773,8 +773,15 @@ impl Objects {
                     ));
                 }
                 // The last finalizer removed from an object being deleted
-                // (without a pending grace period): it goes now.
+                // (without a pending grace period): it goes now. A
+                // namespace waits for its own finalizers too (kube's
+                // ShouldDeleteNamespaceDuringUpdate).
+                let namespace_finalizers = strategy::is_namespace(r)
+                    && new["spec"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty());
                 if !has_finalizers(&new)
+                    && !namespace_finalizers
                     && new["metadata"]["deletionGracePeriodSeconds"]
                         .as_i64()
                         .unwrap_or(0)
@@ -1545,32 +1552,9 @@ fn name_of_meta(meta: &Value) -> &str {
 }
 
 /// The stored object after a PUT of `body` onto `old`: server-owned
-/// metadata kept, status or everything-but-status kept as the endpoint says.
-fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> Value {
-    let mut new = if status_only {
-        // The status subresource: the request's status and metadata, the
-        // rest (spec) as stored; the kind's status strategy may keep more.
-        let mut new = old.clone();
-        new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
-        if let Some(meta) = body.get("metadata").filter(|m| m.is_object()) {
-            new["metadata"] = meta.clone();
-        }
-        strategy::prepare_status_update(r, old, &mut new);
-        new
-    } else {
-        let mut new = body.clone();
-        if r.status {
-            match old.get("status") {
-                Some(status) => new["status"] = status.clone(),
-                None => {
-                    if let Some(map) = new.as_object_mut() {
-                        map.remove("status");
-                    }
-                }
-            }
-        }
-        new
-    };
+/// metadata kept, and of the rest what the endpoint writes (`part`).
+fn merge_update(r: &Resource, old: &Value, body: &Value, part: strategy::Part) -> Value {
+    let mut new = strategy::prepare_for_update(r, old, body, part);
     strategy::keep_metadata(
         old,
         &mut new,
@@ -1582,7 +1566,10 @@ fn merge_update(r: &Resource, old: &Value, body: &Value, status_only: bool) -> V
             "generation",
         ],
     );
-    if !status_only && strategy::has_generation(r) && old.get("spec") != new.get("spec") {
+    if part == strategy::Part::Main
+        && strategy::has_generation(r)
+        && old.get("spec") != new.get("spec")
+    {
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         new["metadata"]["generation"] = json!(generation);
     }
@@ -1721,7 +1708,7 @@ mod tests {
                          "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let body = json!({"metadata": {"name": "d", "uid": "forged", "resourceVersion": "9"},
                           "spec": {"replicas": 2}, "status": {"replicas": 99}});
-        let new = merge_update(r, &old, &body, false);
+        let new = merge_update(r, &old, &body, strategy::Part::Main);
         assert_eq!(new["metadata"]["uid"], "u1");
         assert_eq!(new["metadata"]["generation"], 4);
         assert_eq!(
@@ -1733,10 +1720,10 @@ mod tests {
             r,
             &old,
             &json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}}),
-            false,
+            strategy::Part::Main,
         );
         assert_eq!(same["metadata"]["generation"], 3);
-        let status = merge_update(r, &old, &body, true);
+        let status = merge_update(r, &old, &body, strategy::Part::Status);
         assert_eq!(
             (
                 status["spec"]["replicas"].clone(),
@@ -1765,7 +1752,7 @@ mod tests {
             ("", "Pod", json!({"a": "2"}), json!([{"name": "o"}])),
         ] {
             let r = registry::by_kind(group, "v1", kind).unwrap();
-            let new = merge_update(r, &old, &body, true);
+            let new = merge_update(r, &old, &body, strategy::Part::Status);
             assert_eq!(
                 new["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1",
                 "{kind}"

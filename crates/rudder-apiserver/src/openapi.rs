@@ -80,6 +80,23 @@ kinds! {
     "events.k8s.io" "v1" "Event" => k8s_openapi::api::events::v1::Event;
     "scheduling.k8s.io" "v1" "PriorityClass" => k8s_openapi::api::scheduling::v1::PriorityClass;
     "node.k8s.io" "v1" "RuntimeClass" => k8s_openapi::api::node::v1::RuntimeClass;
+    "certificates.k8s.io" "v1" "CertificateSigningRequest" => k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    "networking.k8s.io" "v1" "IPAddress" => k8s_openapi::api::networking::v1::IPAddress;
+    "networking.k8s.io" "v1" "ServiceCIDR" => k8s_openapi::api::networking::v1::ServiceCIDR;
+    "admissionregistration.k8s.io" "v1" "ValidatingAdmissionPolicy" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
+    "admissionregistration.k8s.io" "v1" "ValidatingAdmissionPolicyBinding" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+    "flowcontrol.apiserver.k8s.io" "v1" "FlowSchema" => k8s_openapi::api::flowcontrol::v1::FlowSchema;
+    "flowcontrol.apiserver.k8s.io" "v1" "PriorityLevelConfiguration" => k8s_openapi::api::flowcontrol::v1::PriorityLevelConfiguration;
+    "coordination.k8s.io" "v1beta1" "LeaseCandidate" => k8s_openapi::api::coordination::v1beta1::LeaseCandidate;
+    // Kinds that reached v1 after 1.33 (k8s-openapi's v1_33 feature): the
+    // version they were promoted from has the same shape.
+    "storage.k8s.io" "v1" "VolumeAttributesClass" => k8s_openapi::api::storage::v1beta1::VolumeAttributesClass;
+    "admissionregistration.k8s.io" "v1" "MutatingAdmissionPolicy" => k8s_openapi::api::admissionregistration::v1alpha1::MutatingAdmissionPolicy;
+    "admissionregistration.k8s.io" "v1" "MutatingAdmissionPolicyBinding" => k8s_openapi::api::admissionregistration::v1alpha1::MutatingAdmissionPolicyBinding;
+    "resource.k8s.io" "v1" "DeviceClass" => k8s_openapi::api::resource::v1beta2::DeviceClass;
+    "resource.k8s.io" "v1" "ResourceClaim" => k8s_openapi::api::resource::v1beta2::ResourceClaim;
+    "resource.k8s.io" "v1" "ResourceClaimTemplate" => k8s_openapi::api::resource::v1beta2::ResourceClaimTemplate;
+    "resource.k8s.io" "v1" "ResourceSlice" => k8s_openapi::api::resource::v1beta2::ResourceSlice;
 }
 
 /// The generated documents and the field shapes validation walks.

@@ -82,13 +82,98 @@ fn generate_job_selector(job: &mut Value) {
     }
 }
 
+/// The part of an object a write replaces, by the endpoint it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The resource itself: everything but the status.
+    Main,
+    /// `/status`: the status, and metadata as the kind's status strategy says.
+    Status,
+    /// `namespaces/NAME/finalize`: a namespace's spec (its finalizers).
+    Finalize,
+    /// `certificatesigningrequests/NAME/approval`: a CSR's conditions.
+    Approval,
+}
+
+impl Part {
+    pub(crate) fn of(subresource: Option<&str>) -> Self {
+        match subresource {
+            Some("status") => Self::Status,
+            Some("finalize") => Self::Finalize,
+            Some("approval") => Self::Approval,
+            _ => Self::Main,
+        }
+    }
+}
+
+/// The object a PUT of `body` onto `old` stores, before the server-owned
+/// metadata is put back (kube's `PrepareForUpdate` of the endpoint's
+/// strategy).
+pub(crate) fn prepare_for_update(r: &Resource, old: &Value, body: &Value, part: Part) -> Value {
+    let mut new = match part {
+        Part::Main | Part::Finalize => body.clone(),
+        Part::Status | Part::Approval => {
+            let mut new = old.clone();
+            if part == Part::Status {
+                new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+            } else {
+                // Approving or denying changes the conditions only.
+                let conditions = body["status"].get("conditions").cloned();
+                set_or_remove(&mut new, "status", "conditions", conditions);
+            }
+            if let Some(meta) = body.get("metadata").filter(|m| m.is_object()) {
+                new["metadata"] = meta.clone();
+            }
+            if part == Part::Status {
+                prepare_status_update(r, old, &mut new);
+            }
+            return new;
+        }
+    };
+    if r.status {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    // A namespace's finalizers change through `finalize` only.
+    if is_namespace(r) && part == Part::Main {
+        let finalizers = old["spec"].get("finalizers").cloned();
+        set_or_remove(&mut new, "spec", "finalizers", finalizers);
+    }
+    new
+}
+
+/// Sets `obj[section][field]` (making the section an object where it is
+/// absent), or removes the field when `value` is `None`; a section of
+/// another shape is left for validation to refuse.
+fn set_or_remove(obj: &mut Value, section: &str, field: &str, value: Option<Value>) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let entry = map.entry(section).or_insert_with(|| json!({}));
+    if entry.is_null() {
+        *entry = json!({});
+    }
+    if let Some(section) = entry.as_object_mut() {
+        match value {
+            Some(v) => section.insert(field.to_string(), v),
+            None => section.remove(field),
+        };
+    }
+}
+
 /// What a kind's status strategy keeps from the stored object on a write
 /// to `/status`, beyond its spec (kube's `*StatusStrategy.PrepareForUpdate`
 /// in `pkg/registry/*/*/strategy.go`): most kinds store the request's
 /// labels and annotations; a Deployment keeps its labels, a Pod its owner
 /// references, and the kinds that call `ResetObjectMetaForStatus` their
 /// labels, annotations, finalizers and owner references.
-pub(crate) fn prepare_status_update(r: &Resource, old: &Value, new: &mut Value) {
+fn prepare_status_update(r: &Resource, old: &Value, new: &mut Value) {
     let keep: &[&str] = match (r.group, r.kind) {
         ("apps", "Deployment") => &["labels"],
         ("", "Pod") => &["ownerReferences"],

@@ -26,6 +26,15 @@ use serde_json::{Map, Value};
 /// The four bytes every Kubernetes protobuf body starts with.
 pub const MAGIC: &[u8] = b"k8s\0";
 
+/// Kinds served in a version newer than the schema's sources (kinds
+/// promoted after Kubernetes 1.34): (apiVersion, kind prefix, the version
+/// whose messages they share, unchanged at promotion).
+const PROMOTED: &[(&str, &str, &str)] = &[(
+    "admissionregistration.k8s.io/v1",
+    "MutatingAdmissionPolicy",
+    "v1beta1",
+)];
+
 /// Nesting deeper than this is refused rather than recursed into.
 const MAX_DEPTH: usize = 100;
 
@@ -310,6 +319,13 @@ impl Schema {
             .or_else(|| {
                 let meta = format!("apimachinery.pkg.apis.meta.v1.{kind}");
                 self.by_name.get(&meta.to_ascii_lowercase())
+            })
+            .or_else(|| {
+                let (_, _, from) = PROMOTED
+                    .iter()
+                    .find(|(gv, k, _)| *gv == api_version && kind.starts_with(k))?;
+                let name = name.replace(&format!(".{version}."), &format!(".{from}."));
+                self.by_name.get(&name.to_ascii_lowercase())
             })
             .copied()
     }

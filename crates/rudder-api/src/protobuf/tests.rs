@@ -281,6 +281,35 @@ fn objects_round_trip_through_protobuf() {
                  "metrics": [{"type": "Resource", "resource": {"name": "cpu",
                               "target": {"type": "Utilization", "averageUtilization": 50}}}]}
     }));
+    // The kinds served for Kubernetes 1.36's clients.
+    round_trip(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": "m", "creationTimestamp": null},
+        "spec": {"failurePolicy": "Fail", "reinvocationPolicy": "Never",
+                 "mutations": [{"patchType": "ApplyConfiguration",
+                                "applyConfiguration": {"expression": "Object{}"}}]}
+    }));
+    round_trip(json!({
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+        "metadata": {"name": "exempt", "creationTimestamp": null},
+        "spec": {"matchingPrecedence": 1, "priorityLevelConfiguration": {"name": "exempt"},
+                 "rules": [{"subjects": [{"kind": "Group", "group": {"name": "system:masters"}}],
+                            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
+                                               "resources": ["*"], "clusterScope": true,
+                                               "namespaces": ["*"]}]}]}
+    }));
+    round_trip(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": "gpu", "namespace": "default", "creationTimestamp": null},
+        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+            "deviceClassName": "gpu.example.com", "allocationMode": "ExactCount", "count": 1}}]}}
+    }));
+    round_trip(json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "c", "creationTimestamp": null},
+        "spec": {"request": "AAE=", "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"], "expirationSeconds": 3600}
+    }));
 }
 
 #[test]
