@@ -731,7 +731,7 @@ impl Objects {
                 return Err(StatusError::conflict(r, name));
             }
             let mut new = merge_update(r, &old, &obj, part);
-            rudder_api::defaults::apply(r.group, r.kind, &mut new);
+            rudder_api::defaults::apply(r.group, r.version, r.kind, &mut new);
             if tracking == Tracking::Update {
                 // Ownership starts from the stored object's, unless the
                 // client changed managedFields itself (as kubectl does to

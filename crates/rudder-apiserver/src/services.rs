@@ -94,14 +94,39 @@ fn default_spec(svc: &mut Value) {
             if p["protocol"].is_null() {
                 p["protocol"] = "TCP".into();
             }
-            if p["targetPort"].is_null() {
+            if p["targetPort"].is_null() || p["targetPort"] == 0 || p["targetPort"] == "" {
                 p["targetPort"] = p["port"].clone();
             }
         }
     }
+    // Client affinity lasts three hours unless told otherwise; without
+    // affinity there is nothing to configure.
+    if spec["sessionAffinity"] == "ClientIP" {
+        if let Some(client) = object_at(&mut spec["sessionAffinityConfig"])
+            .map(|c| c.entry("clientIP").or_insert(Value::Null))
+            .and_then(object_at)
+        {
+            let timeout = client.entry("timeoutSeconds").or_insert(Value::Null);
+            if timeout.is_null() {
+                *timeout = 10800.into();
+            }
+        }
+    } else if let Some(map) = spec.as_object_mut() {
+        map.remove("sessionAffinityConfig");
+    }
+    if spec["type"] == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].is_null() {
+        spec["allocateLoadBalancerNodePorts"] = true.into();
+    }
     if spec["type"] != "ExternalName" {
         if spec["ipFamilies"].is_null() {
             spec["ipFamilies"] = json!(["IPv4"]);
+        }
+        // A headless Service without a selector may point anywhere: it
+        // asks for both families (and gets the one the cluster has).
+        let headless = spec["clusterIP"] == "None";
+        let selector = spec["selector"].as_object().is_some_and(|s| !s.is_empty());
+        if spec["ipFamilyPolicy"].is_null() && headless && !selector {
+            spec["ipFamilyPolicy"] = "RequireDualStack".into();
         }
         if spec["ipFamilyPolicy"].is_null() {
             spec["ipFamilyPolicy"] = "SingleStack".into();
@@ -113,6 +138,14 @@ fn default_spec(svc: &mut Value) {
     if needs_node_ports(svc) && svc["spec"]["externalTrafficPolicy"].is_null() {
         svc["spec"]["externalTrafficPolicy"] = "Cluster".into();
     }
+}
+
+/// `v` as an object, made one where it is null; `None` for other shapes.
+fn object_at(v: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
+    if v.is_null() {
+        *v = json!({});
+    }
+    v.as_object_mut()
 }
 
 fn invalid(r: &Resource, svc: &Value, field: &str, value: &str, why: &str) -> StatusError {

@@ -9,11 +9,37 @@ use serde_json::{Value, json};
 
 /// Fills what the server owns on a new object of this kind.
 pub(crate) fn prepare_for_create(r: &Resource, obj: &mut Value) {
-    if r.status && r.kind != "Namespace" {
-        // Status is written by controllers, never by the creating client.
-        if let Some(map) = obj.as_object_mut() {
+    // Status is written by controllers, never by the creating client
+    // (but for the kinds whose strategy keeps it: a kubelet registers its
+    // Node with its status); what is left is the status Go writes for a
+    // zero one.
+    let keeps_status = matches!(
+        (r.group, r.kind),
+        ("", "Namespace" | "Node") | ("networking.k8s.io", "ServiceCIDR")
+    );
+    if r.status
+        && let Some(map) = obj.as_object_mut()
+    {
+        if !keeps_status {
             map.remove("status");
         }
+        if map.get("status").is_none_or(Value::is_null)
+            && let Some(zero) = zero_status(r)
+        {
+            map.insert("status".into(), zero);
+        }
+    }
+    if (r.group, r.kind) == ("", "PersistentVolume") {
+        obj["status"]["lastPhaseTransitionTime"] = rudder_api::time::rfc3339_now().into();
+    }
+    if (r.group, r.kind) == ("apps", "DaemonSet") {
+        // The template's generation, as apps/v1 shows it.
+        set_or_remove(
+            &mut obj["metadata"],
+            "annotations",
+            TEMPLATE_GENERATION,
+            Some("1".into()),
+        );
     }
     if (r.group, r.kind) == ("", "Namespace") {
         let name = obj["metadata"]["name"]
@@ -29,15 +55,58 @@ pub(crate) fn prepare_for_create(r: &Resource, obj: &mut Value) {
         if obj["spec"]["finalizers"].is_null() {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
         }
+        if let Some(finalizers) = obj["spec"]["finalizers"].as_array_mut()
+            && !finalizers.iter().any(|f| f == "kubernetes")
+        {
+            finalizers.push("kubernetes".into());
+        }
         obj["status"] = json!({"phase": "Active"});
     }
-    rudder_api::defaults::apply(r.group, r.kind, obj);
-    if (r.group, r.kind) == ("", "Pod") {
-        rudder_api::defaults::pod_admission(obj);
-    }
+    // The Job's generated labels first: a Job without labels of its own
+    // takes its template's (SetDefaults_Job).
     if (r.group, r.kind) == ("batch", "Job") && obj["spec"]["manualSelector"] != true {
         generate_job_selector(obj);
     }
+    rudder_api::defaults::apply(r.group, r.version, r.kind, obj);
+    if (r.group, r.kind) == ("", "Pod") {
+        rudder_api::defaults::pod_admission(obj);
+    }
+}
+
+/// The annotation apps/v1 DaemonSets carry their template's generation in.
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// The status Go writes for a kind's zero status: fields without
+/// `omitempty` are there (`replicas: 0`), structs are `{}`.
+fn zero_status(r: &Resource) -> Option<Value> {
+    Some(match (r.group, r.kind) {
+        ("", "Service") | ("networking.k8s.io", "Ingress") => json!({"loadBalancer": {}}),
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => json!({"phase": "Pending"}),
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => json!({"replicas": 0}),
+        ("apps", "StatefulSet") => json!({"replicas": 0, "availableReplicas": 0}),
+        ("apps", "DaemonSet") => json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                                         "numberMisscheduled": 0, "numberReady": 0}),
+        ("policy", "PodDisruptionBudget") => json!({"currentHealthy": 0, "desiredHealthy": 0,
+                                                     "disruptionsAllowed": 0, "expectedPods": 0}),
+        ("autoscaling", "HorizontalPodAutoscaler") if r.version == "v1" => {
+            json!({"currentReplicas": 0, "desiredReplicas": 0})
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            json!({"currentMetrics": null, "desiredReplicas": 0})
+        }
+        ("storage.k8s.io", "VolumeAttachment") => json!({"attached": false}),
+        ("", "Node") => json!({
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+                         "osImage": "", "containerRuntimeVersion": "", "kubeletVersion": "",
+                         "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""},
+        }),
+        // The namespace strategy writes its phase below.
+        ("", "Namespace") => return None,
+        // The pod strategy writes its own (phase and QoS class).
+        ("", "Pod") => return None,
+        _ => json!({}),
+    })
 }
 
 /// Kubernetes' Job strategy (`generateSelector`): a Job without
@@ -140,6 +209,36 @@ pub(crate) fn prepare_for_update(r: &Resource, old: &Value, body: &Value, part: 
             }
         }
     }
+    match (r.group, r.kind) {
+        // A CSR's request is what was asked for: only its metadata changes
+        // here (conditions through `approval`, the certificate `status`).
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            let spec = old.get("spec").cloned();
+            if let Some(map) = new.as_object_mut() {
+                match spec {
+                    Some(spec) => map.insert("spec".into(), spec),
+                    None => map.remove("spec"),
+                };
+            }
+        }
+        // A changed template is a new template generation.
+        ("apps", "DaemonSet") => {
+            let stored = old["metadata"]["annotations"][TEMPLATE_GENERATION]
+                .as_str()
+                .and_then(|g| g.parse::<i64>().ok());
+            let generation = match stored {
+                Some(g) if old["spec"]["template"] != new["spec"]["template"] => Some(g + 1),
+                g => g,
+            };
+            set_or_remove(
+                &mut new["metadata"],
+                "annotations",
+                TEMPLATE_GENERATION,
+                generation.map(|g| g.to_string().into()),
+            );
+        }
+        _ => {}
+    }
     // A namespace's finalizers change through `finalize` only.
     if is_namespace(r) && part == Part::Main {
         let finalizers = old["spec"].get("finalizers").cloned();
@@ -229,6 +328,20 @@ pub(crate) fn has_generation(r: &Resource) -> bool {
             | ("autoscaling", "HorizontalPodAutoscaler")
             | ("policy", "PodDisruptionBudget")
             | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+            // Pods since 1.33.
+            | ("", "Pod")
+            | (
+                "flowcontrol.apiserver.k8s.io",
+                "FlowSchema" | "PriorityLevelConfiguration"
+            )
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+                    | "MutatingAdmissionPolicy"
+                    | "MutatingAdmissionPolicyBinding"
+            )
+            | ("resource.k8s.io", "DeviceClass" | "ResourceSlice")
     )
 }
 

@@ -9,6 +9,9 @@
 
 use serde_json::{Map, Value, json};
 
+mod control_plane;
+mod kinds;
+
 fn obj(v: &mut Value) -> Option<&mut Map<String, Value>> {
     v.as_object_mut()
 }
@@ -19,7 +22,6 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// Applies the defaults of `kind` (in `group`) to `object`.
 /// Metadata lists and maps left empty (the last finalizer or owner
 /// reference removed by a patch) are dropped, as Go's `omitempty` does when
 /// Kubernetes re-encodes the object.
@@ -45,17 +47,14 @@ fn omit_empty_metadata(object: &mut Value) {
     }
 }
 
-pub fn apply(group: &str, kind: &str, object: &mut Value) {
+/// Applies the defaults of `kind` (in `group` and `version`) to `object`.
+pub fn apply(group: &str, version: &str, kind: &str, object: &mut Value) {
     omit_empty_metadata(object);
     match (group, kind) {
         ("", "Pod") => {
             if let Some(spec) = object.get_mut("spec") {
                 pod_spec(spec);
-            }
-        }
-        ("", "Secret") => {
-            if let Some(o) = obj(object) {
-                set_default(o, "type", "Opaque".into());
+                pod(spec);
             }
         }
         ("", "ReplicationController") | ("apps", "ReplicaSet") => {
@@ -63,6 +62,24 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 set_default(spec, "replicas", 1.into());
             }
             template(object.get_mut("spec"));
+            // An RC selects, and is labelled with, its template's labels
+            // unless it says otherwise (apps/v1 ReplicaSets do not).
+            let labels = object["spec"]["template"]["metadata"]["labels"].clone();
+            if kind == "ReplicationController" && labels.as_object().is_some_and(|l| !l.is_empty())
+            {
+                let empty =
+                    |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
+                if let Some(spec) = object.get_mut("spec").and_then(obj)
+                    && empty(spec.get("selector"))
+                {
+                    spec.insert("selector".into(), labels.clone());
+                }
+                if let Some(meta) = object.get_mut("metadata").and_then(obj)
+                    && empty(meta.get("labels"))
+                {
+                    meta.insert("labels".into(), labels);
+                }
+            }
         }
         ("apps", "Deployment") => {
             if let Some(spec) = object.get_mut("spec").and_then(obj) {
@@ -88,32 +105,50 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 set_default(spec, "replicas", 1.into());
                 set_default(spec, "revisionHistoryLimit", 10.into());
                 set_default(spec, "podManagementPolicy", "OrderedReady".into());
-                set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
-                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj)
-                    && us.get("type") == Some(&Value::from("RollingUpdate"))
-                {
-                    set_default(us, "rollingUpdate", json!({"partition": 0}));
+                set_default(spec, "updateStrategy", json!({}));
+                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj) {
+                    // A rollingUpdate is made only where no type was given.
+                    if us.get("type").is_none_or(Value::is_null) {
+                        us.insert("type".into(), "RollingUpdate".into());
+                        set_default(us, "rollingUpdate", json!({}));
+                    }
+                    if us.get("type") == Some(&Value::from("RollingUpdate"))
+                        && let Some(ru) = us.get_mut("rollingUpdate").and_then(obj)
+                    {
+                        set_default(ru, "partition", 0.into());
+                    }
                 }
                 set_default(
                     spec,
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
+                // The claim templates are PersistentVolumeClaims, typed and
+                // defaulted as such.
+                for claim in each(spec.get_mut("volumeClaimTemplates")).filter_map(obj) {
+                    set_default(claim, "apiVersion", "v1".into());
+                    set_default(claim, "kind", "PersistentVolumeClaim".into());
+                    if let Some(s) = claim.get_mut("spec").and_then(obj) {
+                        set_default(s, "volumeMode", "Filesystem".into());
+                    }
+                    set_default(claim, "status", json!({"phase": "Pending"}));
+                }
             }
             template(object.get_mut("spec"));
         }
         ("apps", "DaemonSet") => {
             if let Some(spec) = object.get_mut("spec").and_then(obj) {
                 set_default(spec, "revisionHistoryLimit", 10.into());
-                set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
-                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj)
-                    && us.get("type") == Some(&Value::from("RollingUpdate"))
-                {
-                    set_default(
-                        us,
-                        "rollingUpdate",
-                        json!({"maxUnavailable": 1, "maxSurge": 0}),
-                    );
+                set_default(spec, "updateStrategy", json!({}));
+                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj) {
+                    set_default(us, "type", "RollingUpdate".into());
+                    if us.get("type") == Some(&Value::from("RollingUpdate")) {
+                        set_default(us, "rollingUpdate", json!({}));
+                        if let Some(ru) = us.get_mut("rollingUpdate").and_then(obj) {
+                            set_default(ru, "maxUnavailable", 1.into());
+                            set_default(ru, "maxSurge", 0.into());
+                        }
+                    }
                 }
             }
             template(object.get_mut("spec"));
@@ -140,12 +175,15 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 set_default(spec, "suspend", false.into());
                 set_default(spec, "successfulJobsHistoryLimit", 3.into());
                 set_default(spec, "failedJobsHistoryLimit", 1.into());
-                if let Some(job) = spec.get_mut("jobTemplate").and_then(|t| t.get_mut("spec")) {
-                    job_spec(job);
-                }
+                // Only the pod template: the Jobs made from it get the
+                // Job defaults when they are created.
+                template(spec.get_mut("jobTemplate").and_then(|t| t.get_mut("spec")));
             }
         }
-        _ => {}
+        _ => {
+            let _ = kinds::apply(group, kind, version, object)
+                || control_plane::apply(group, kind, object);
+        }
     }
 }
 
@@ -159,11 +197,36 @@ fn job_spec(spec: &mut Value) {
             s.insert("completions".into(), 1.into());
         }
         set_default(s, "parallelism", 1.into());
-        set_default(s, "backoffLimit", 6.into());
+        // A limit per index leaves the global one unbounded.
+        let per_index = s.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+        set_default(
+            s,
+            "backoffLimit",
+            if per_index { i32::MAX } else { 6 }.into(),
+        );
         set_default(s, "completionMode", "NonIndexed".into());
         set_default(s, "suspend", false.into());
-        set_default(s, "podReplacementPolicy", "TerminatingOrFailed".into());
+        // With a pod failure policy, a pod is replaced once it has failed.
+        let failure_policy = s.get("podFailurePolicy").is_some_and(|v| !v.is_null());
+        set_default(
+            s,
+            "podReplacementPolicy",
+            if failure_policy {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            }
+            .into(),
+        );
         set_default(s, "manualSelector", false.into());
+        for rule in each(
+            s.get_mut("podFailurePolicy")
+                .and_then(|p| p.get_mut("rules")),
+        ) {
+            for c in each(rule.get_mut("onPodConditions")).filter_map(obj) {
+                set_default(c, "status", "True".into());
+            }
+        }
     }
     template(Some(spec));
 }
@@ -178,7 +241,8 @@ fn template(spec: Option<&mut Value>) {
     }
 }
 
-/// SetDefaults_PodSpec and SetDefaults_Container.
+/// SetDefaults_PodSpec and what it holds (containers, probes, volumes):
+/// a pod's spec and every pod template's.
 pub fn pod_spec(spec: &mut Value) {
     let Some(s) = obj(spec) else { return };
     set_default(s, "dnsPolicy", "ClusterFirst".into());
@@ -186,21 +250,53 @@ pub fn pod_spec(spec: &mut Value) {
     set_default(s, "terminationGracePeriodSeconds", 30.into());
     set_default(s, "securityContext", json!({}));
     set_default(s, "schedulerName", "default-scheduler".into());
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in each(s.get_mut(list)) {
+            container(c);
+        }
+    }
+    for v in each(s.get_mut("volumes")) {
+        volume(v);
+    }
+}
+
+/// SetDefaults_Pod: what only a pod gets, not a template.
+fn pod(spec: &mut Value) {
+    let Some(s) = obj(spec) else { return };
     set_default(s, "enableServiceLinks", true.into());
     let host_network = s.get("hostNetwork") == Some(&Value::Bool(true));
     for list in ["initContainers", "containers"] {
-        for c in s
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            container(c, host_network);
+        for c in each(s.get_mut(list)).filter_map(obj) {
+            // Requests default to the limits.
+            if let Some(Value::Object(limits)) = c.get("resources").and_then(|r| r.get("limits")) {
+                let limits = limits.clone();
+                if let Some(resources) = c.get_mut("resources").and_then(obj) {
+                    set_default(resources, "requests", json!({}));
+                    if let Some(requests) = resources.get_mut("requests").and_then(obj) {
+                        for (k, v) in limits {
+                            requests.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            if host_network {
+                for p in each(c.get_mut("ports")).filter_map(obj) {
+                    if let Some(cp) = p.get("containerPort").cloned() {
+                        set_default(p, "hostPort", cp);
+                    }
+                }
+            }
         }
     }
 }
 
-fn container(c: &mut Value, host_network: bool) {
+/// The items of a list field (none when absent or not a list).
+fn each(v: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
+    v.and_then(Value::as_array_mut).into_iter().flatten()
+}
+
+/// SetDefaults_Container, its probes, handlers and environment.
+fn container(c: &mut Value) {
     let Some(c) = obj(c) else { return };
     let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
     // `:latest` or no tag (and no digest) means Always.
@@ -214,18 +310,119 @@ fn container(c: &mut Value, host_network: bool) {
     set_default(c, "terminationMessagePath", "/dev/termination-log".into());
     set_default(c, "terminationMessagePolicy", "File".into());
     set_default(c, "resources", json!({}));
-    for p in c
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(p) = obj(p) {
-            set_default(p, "protocol", "TCP".into());
-            if host_network && let Some(cp) = p.get("containerPort").cloned() {
-                set_default(p, "hostPort", cp);
+    for p in each(c.get_mut("ports")).filter_map(obj) {
+        set_default(p, "protocol", "TCP".into());
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(obj) {
+            set_default(p, "timeoutSeconds", 1.into());
+            set_default(p, "periodSeconds", 10.into());
+            set_default(p, "successThreshold", 1.into());
+            set_default(p, "failureThreshold", 3.into());
+            handler(p);
+        }
+    }
+    if let Some(lifecycle) = c.get_mut("lifecycle").and_then(obj) {
+        for hook in ["postStart", "preStop"] {
+            if let Some(h) = lifecycle.get_mut(hook).and_then(obj) {
+                handler(h);
             }
         }
+    }
+    for env in each(c.get_mut("env")) {
+        if let Some(f) = env
+            .get_mut("valueFrom")
+            .and_then(|v| v.get_mut("fieldRef"))
+            .and_then(obj)
+        {
+            set_default(f, "apiVersion", "v1".into());
+        }
+    }
+}
+
+/// SetDefaults_HTTPGetAction (probes and lifecycle hooks).
+fn handler(h: &mut Map<String, Value>) {
+    if let Some(get) = h.get_mut("httpGet").and_then(obj) {
+        set_default(get, "path", "/".into());
+        set_default(get, "scheme", "HTTP".into());
+    }
+}
+
+/// SetDefaults_Volume and the volume sources' defaults.
+fn volume(v: &mut Value) {
+    const SOURCES: &[&str] = &[
+        "hostPath",
+        "emptyDir",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "secret",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "persistentVolumeClaim",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "downwardAPI",
+        "fc",
+        "azureFile",
+        "configMap",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "projected",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "csi",
+        "ephemeral",
+        "image",
+    ];
+    let Some(v) = obj(v) else { return };
+    if !SOURCES
+        .iter()
+        .any(|k| v.get(*k).is_some_and(|s| !s.is_null()))
+    {
+        v.insert("emptyDir".into(), json!({}));
+    }
+    for source in ["secret", "configMap", "downwardAPI", "projected"] {
+        if let Some(s) = v.get_mut(source).and_then(obj) {
+            set_default(s, "defaultMode", 420.into());
+        }
+    }
+    if let Some(h) = v.get_mut("hostPath").and_then(obj) {
+        set_default(h, "type", "".into());
+    }
+    for item in each(v.get_mut("downwardAPI").and_then(|d| d.get_mut("items"))) {
+        if let Some(f) = item.get_mut("fieldRef").and_then(obj) {
+            set_default(f, "apiVersion", "v1".into());
+        }
+    }
+    for source in each(v.get_mut("projected").and_then(|p| p.get_mut("sources"))) {
+        if let Some(t) = source.get_mut("serviceAccountToken").and_then(obj) {
+            set_default(t, "expirationSeconds", 3600.into());
+        }
+        for item in each(
+            source
+                .get_mut("downwardAPI")
+                .and_then(|d| d.get_mut("items")),
+        ) {
+            if let Some(f) = item.get_mut("fieldRef").and_then(obj) {
+                set_default(f, "apiVersion", "v1".into());
+            }
+        }
+    }
+    if let Some(spec) = v
+        .get_mut("ephemeral")
+        .and_then(|e| e.get_mut("volumeClaimTemplate"))
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(obj)
+    {
+        set_default(spec, "volumeMode", "Filesystem".into());
     }
 }
 
@@ -306,7 +503,7 @@ mod tests {
             {"name": "a", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
             {"name": "b", "image": "busybox"}
         ]}}}});
-        apply("apps", "Deployment", &mut d);
+        apply("apps", "v1", "Deployment", &mut d);
         let spec = &d["spec"];
         assert_eq!(spec["replicas"], 1);
         assert_eq!(
@@ -334,19 +531,19 @@ mod tests {
     #[test]
     fn given_values_are_kept() {
         let mut d = json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}});
-        apply("apps", "Deployment", &mut d);
+        apply("apps", "v1", "Deployment", &mut d);
         assert_eq!(d["spec"]["replicas"], 0);
         assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
         let mut job =
             json!({"spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never"}}}});
-        apply("batch", "Job", &mut job);
+        apply("batch", "v1", "Job", &mut job);
         assert!(
             job["spec"].get("completions").is_none(),
             "completions stays unset when parallelism is given"
         );
         assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
         let mut odd = json!({"spec": "not an object"});
-        apply("apps", "Deployment", &mut odd);
+        apply("apps", "v1", "Deployment", &mut odd);
         assert_eq!(odd["spec"], "not an object");
     }
 
