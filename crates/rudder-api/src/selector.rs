@@ -420,6 +420,41 @@ static EVENT: Fields = Fields::new(
     ],
     Unsupported::Plain,
 );
+/// events.k8s.io's names for a core Event's fields, read from the object
+/// as that version shows it.
+static EVENTS_V1: Fields = Fields::new(
+    true,
+    &[
+        Field::new("regarding.kind", &["regarding.kind"], ""),
+        Field::new("regarding.namespace", &["regarding.namespace"], ""),
+        Field::new("regarding.name", &["regarding.name"], ""),
+        Field::new("regarding.uid", &["regarding.uid"], ""),
+        Field::new("regarding.apiVersion", &["regarding.apiVersion"], ""),
+        Field::new(
+            "regarding.resourceVersion",
+            &["regarding.resourceVersion"],
+            "",
+        ),
+        Field::new("regarding.fieldPath", &["regarding.fieldPath"], ""),
+        Field::new("reason", &["reason"], ""),
+        Field::new("reportingController", &["reportingController"], ""),
+        Field::new(
+            "source",
+            &["deprecatedSource.component", "reportingController"],
+            "",
+        ),
+        Field::new("type", &["type"], ""),
+    ],
+    Unsupported::Plain,
+);
+static RESOURCE_SLICE: Fields = Fields::new(
+    false,
+    &[
+        Field::new("spec.nodeName", &["spec.nodeName"], ""),
+        Field::new("spec.driver", &["spec.driver"], ""),
+    ],
+    Unsupported::Plain,
+);
 static SECRET: Fields = Fields::new(
     true,
     &[Field::new("type", &["type"], "")],
@@ -480,6 +515,8 @@ pub fn fields_of(group: &str, kind: &str) -> &'static Fields {
         ("", "ReplicationController") => &REPLICATION_CONTROLLER,
         ("batch", "Job") => &JOB,
         ("certificates.k8s.io", "CertificateSigningRequest") => &CSR,
+        ("events.k8s.io", "Event") => &EVENTS_V1,
+        ("resource.k8s.io", "ResourceSlice") => &RESOURCE_SLICE,
         _ => &CORE_DEFAULT,
     }
 }
@@ -774,6 +811,19 @@ mod tests {
         let err = FieldSelector::parse("spec.bogus=1", fields).unwrap_err();
         assert_eq!(err.to_string(), "field label not supported: spec.bogus");
         assert!(FieldSelector::parse("nonsense", fields).is_err());
+
+        // events.k8s.io names the fields its own way, core names are refused.
+        let events = fields_of("events.k8s.io", "Event");
+        let event = json!({"metadata": {"name": "e"}, "regarding": {"kind": "Pod", "name": "web"},
+                           "reportingController": "kubelet", "type": "Normal"});
+        let s = FieldSelector::parse("regarding.name=web,source=kubelet,regarding.uid=", events)
+            .unwrap();
+        assert!(s.matches(&event));
+        let err = FieldSelector::parse("involvedObject.name=web", events).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field label not supported: involvedObject.name"
+        );
     }
 
     /// kube's formatting of every field label, unset fields included, and

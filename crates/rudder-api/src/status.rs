@@ -28,7 +28,25 @@ impl Cause {
         Self {
             reason: "FieldValueRequired",
             field: field.into(),
-            message: format!("Required value: {why}"),
+            message: if why.is_empty() {
+                "Required value".into()
+            } else {
+                format!("Required value: {why}")
+            },
+        }
+    }
+
+    /// `Unsupported value: "x": supported values: "a", "b"`; `value` is
+    /// the JSON of what was given.
+    pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> Self {
+        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Self {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
+            ),
         }
     }
 

@@ -175,6 +175,9 @@ pub async fn bind(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Er
     kubernetes_service(&objects, ranges, advertise, addr.port())
         .await
         .map_err(|e| Error::Bootstrap(e.to_string()))?;
+    bootstrap_cluster_config(&objects, &config.service_cidr)
+        .await
+        .map_err(|e| Error::Bootstrap(e.to_string()))?;
     let kubelet_client = pki
         .client_cert("kube-apiserver-kubelet-client", Some("system:masters"))
         .map_err(|e| Error::Tls(e.to_string()))?;
@@ -404,6 +407,54 @@ async fn bootstrap(objects: &Objects) -> Result<(), StatusError> {
         Ok(_) | Err(StatusError { code: 409, .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The API priority and fairness configuration kube-apiserver creates
+/// (its mandatory and suggested FlowSchemas and priority levels, as of
+/// 1.34), where missing; the default ServiceCIDR, naming the range Service
+/// IPs come from.
+async fn bootstrap_cluster_config(
+    objects: &Objects,
+    service_cidr: &str,
+) -> Result<(), StatusError> {
+    let defaults: Vec<Value> =
+        serde_json::from_str(include_str!("flowcontrol-bootstrap.json")).unwrap_or_default();
+    let cidr = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": "kubernetes"},
+        "spec": {"cidrs": [service_cidr]},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "",
+            "message": "Kubernetes default Service CIDR is ready",
+            "lastTransitionTime": rudder_api::time::rfc3339_now()}]},
+    });
+    let mut created = 0;
+    for obj in defaults.into_iter().chain([cidr]) {
+        let (group, version) =
+            registry::split_api_version(obj["apiVersion"].as_str().unwrap_or_default());
+        let Some(resource) =
+            registry::by_kind(group, version, obj["kind"].as_str().unwrap_or_default())
+        else {
+            continue;
+        };
+        let target = Target {
+            resource,
+            namespace: None,
+            name: None,
+            subresource: None,
+        };
+        match objects.create(&target, obj, &Query::default()).await {
+            Ok(_) => created += 1,
+            Err(StatusError { code: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if created > 0 {
+        tracing::info!(
+            created,
+            "created the default flow control configuration and ServiceCIDR"
+        );
+    }
+    Ok(())
 }
 
 /// The `kubernetes` Service in `default`: the first service IP, port 443,

@@ -306,6 +306,10 @@ impl Objects {
         if (r.group, r.kind) == ("", "Pod") {
             self.admit_priority(&name, &mut obj).await?;
         }
+        let causes = rudder_api::validation::validate_spec(r.group, r.kind, &obj);
+        if !causes.is_empty() {
+            return Err(StatusError::invalid(r, &name, causes));
+        }
         if strategy::has_generation(r) {
             obj["metadata"]["generation"] = json!(1);
         }
@@ -427,14 +431,38 @@ impl Objects {
                 default
             }
         };
-        let Some(class) = class else {
+        // Without a class a pod has priority 0; what the class says is
+        // what the pod gets, and a pod that says otherwise is refused.
+        let priority = class.as_ref().map_or(json!(0), |c| c["value"].clone());
+        let policy = class
+            .as_ref()
+            .and_then(|c| c["preemptionPolicy"].as_str())
+            .unwrap_or("PreemptLowerPriority")
+            .to_string();
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
             return Ok(());
         };
-        let spec = &mut pod["spec"];
-        spec["priority"] = class["value"].clone();
-        spec["priorityClassName"] = class["metadata"]["name"].clone();
-        if let Some(policy) = class["preemptionPolicy"].as_str() {
-            spec["preemptionPolicy"] = json!(policy);
+        if let Some(given) = spec.get("priority").filter(|p| !p.is_null())
+            && *given != priority
+        {
+            return Err(StatusError::forbidden(format!(
+                "pods \"{name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name"
+            )));
+        }
+        if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+            && given != policy
+        {
+            return Err(StatusError::forbidden(format!(
+                "pods \"{name}\" is forbidden: the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            )));
+        }
+        spec.insert("priority".into(), priority);
+        spec.insert("preemptionPolicy".into(), policy.into());
+        if let Some(class) = class {
+            spec.insert(
+                "priorityClassName".into(),
+                class["metadata"]["name"].clone(),
+            );
         }
         Ok(())
     }
@@ -732,6 +760,10 @@ impl Objects {
             }
             let mut new = merge_update(r, &old, &obj, part);
             rudder_api::defaults::apply(r.group, r.version, r.kind, &mut new);
+            let causes = rudder_api::validation::validate_spec(r.group, r.kind, &new);
+            if !causes.is_empty() {
+                return Err(StatusError::invalid(r, name, causes));
+            }
             if tracking == Tracking::Update {
                 // Ownership starts from the stored object's, unless the
                 // client changed managedFields itself (as kubectl does to

@@ -585,6 +585,7 @@ spec: {policyName: replicas, validationActions: [Deny]}",
 kind: MutatingAdmissionPolicy
 metadata: {name: label}
 spec:
+  reinvocationPolicy: Never
   matchConstraints:
     resourceRules:
     - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
@@ -621,7 +622,7 @@ metadata: {name: mine}
 spec:
   type: Limited
   limited:
-    limitResponse: {type: Queue}",
+    limitResponse: {type: Queue, queuing: {}}",
     ),
     (
         "leasecandidates",
@@ -733,6 +734,106 @@ fn the_kinds_kubernetes_1_36_components_list_are_served() {
     let csr = c.ok(33, &["get", "csr", "alice"]);
     assert!(csr.contains("kubernetes.io/kube-apiserver-client"), "{csr}");
     assert!(csr.contains("Pending"), "{csr}");
+    // kubectl approves through the approval subresource.
+    for v in [27, 33] {
+        c.ok(v, &["certificate", "approve", "alice"]);
+    }
+    let csr = c.ok(33, &["get", "csr", "alice"]);
+    assert!(csr.contains("Approved"), "{csr}");
+
+    // The default flow control configuration and Service CIDR, listed in
+    // the order flow schemas are matched in.
+    let schemas = c.ok(33, &["get", "flowschemas", "--no-headers"]);
+    let names: Vec<&str> = schemas
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names.first(), Some(&"exempt"), "{schemas}");
+    assert!(names.contains(&"global-default") && names.contains(&"catch-all"));
+    let levels = c.ok(33, &["get", "prioritylevelconfigurations"]);
+    assert!(
+        levels
+            .lines()
+            .any(|l| l.starts_with("catch-all ") && l.contains("Limited")),
+        "{levels}"
+    );
+    let cidrs = c.ok(33, &["get", "servicecidrs", "kubernetes"]);
+    assert!(cidrs.contains("10.43.0.0/16"), "{cidrs}");
+
+    // Their validation, with Kubernetes' messages.
+    let bad = c.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: bad}\nspec: {matchingPrecedence: 20000}\n",
+    )
+    .unwrap();
+    let refused = c.fails(33, &["create", "-f", bad.to_str().unwrap()]);
+    assert!(
+        refused.contains(
+            "spec.priorityLevelConfiguration.name: Required value: must reference a priority level"
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(
+            "spec.matchingPrecedence: Invalid value: 20000: must not be greater than 10000"
+        )
+    );
+    std::fs::write(
+        &bad,
+        "apiVersion: networking.k8s.io/v1\nkind: IPAddress\nmetadata: {name: '2001:DB8::1'}\nspec: {parentRef: {resource: services, name: x}}\n",
+    )
+    .unwrap();
+    let refused = c.fails(33, &["create", "-f", bad.to_str().unwrap()]);
+    assert!(
+        refused.contains(r#"must be in canonical form ("2001:db8::1")"#),
+        "{refused}"
+    );
+
+    // A namespace's finalizers change through finalize only; emptied on a
+    // terminating namespace, it goes.
+    c.ok(33, &["create", "namespace", "held"]);
+    let ns = c.ok(33, &["get", "namespace", "held", "-o", "json"]);
+    let mut ns: serde_json::Value = serde_json::from_str(&ns).unwrap();
+    ns["spec"]["finalizers"] = json!(["example.com/hold", "kubernetes"]);
+    let file = c.dir.path().join("ns.json");
+    std::fs::write(&file, ns.to_string()).unwrap();
+    c.ok(33, &["replace", "-f", file.to_str().unwrap()]);
+    let kept = c.ok(
+        33,
+        &[
+            "get",
+            "namespace",
+            "held",
+            "-o",
+            "jsonpath={.spec.finalizers}",
+        ],
+    );
+    assert_eq!(
+        kept, r#"["kubernetes"]"#,
+        "a plain update keeps the finalizers"
+    );
+    c.ok(
+        33,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/held/finalize",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    );
+    let held = c.ok(
+        33,
+        &[
+            "get",
+            "namespace",
+            "held",
+            "-o",
+            "jsonpath={.spec.finalizers}",
+        ],
+    );
+    assert_eq!(held, r#"["example.com/hold","kubernetes"]"#);
 }
 
 /// Drops what the comparison leaves out: nulls (Go writes some, omits

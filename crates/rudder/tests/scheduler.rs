@@ -249,7 +249,8 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
     c.apply(
         33,
         "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n---\n\
-         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: low}\nvalue: 10\n",
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: low}\nvalue: 10\n---\n\
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high-polite}\nvalue: 1000\npreemptionPolicy: Never\n",
     );
     let requests = "    resources: {requests: {cpu: 1500m}}\n";
     c.apply(
@@ -276,13 +277,30 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
     );
     assert_eq!(priority, "10");
 
+    // A pod may not pick a preemption policy of its own: it comes from
+    // its class (kube's Priority admission).
+    let manifest = c.dir.path().join("rude.yaml");
+    std::fs::write(
+        &manifest,
+        pod(
+            "rude",
+            "",
+            &format!("{requests}  priorityClassName: high\n  preemptionPolicy: Never\n"),
+        ),
+    )
+    .unwrap();
+    let refused = c.fails(33, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(
+        refused.contains("the string value of PreemptionPolicy (Never) must not be provided in pod spec; priority admission controller computed PreemptLowerPriority from the given PriorityClass name"),
+        "{refused}"
+    );
     // Preemption: Never waits instead of evicting.
     c.apply(
         33,
         &pod(
             "polite",
             "",
-            &format!("{requests}  priorityClassName: high\n  preemptionPolicy: Never\n"),
+            &format!("{requests}  priorityClassName: high-polite\n"),
         ),
     );
     let why = unschedulable(&c, "polite");

@@ -426,7 +426,8 @@ fn volume(v: &mut Value) {
     }
 }
 
-/// What admission adds to a new pod: its service account, priority,
+/// What admission adds to a new pod: its service account (its priority
+/// comes from the API server, which reads the PriorityClasses),
 /// default tolerations, and the initial status.
 pub fn pod_admission(pod: &mut Value) {
     if let Some(spec) = pod.get_mut("spec").and_then(obj) {
@@ -436,8 +437,6 @@ pub fn pod_admission(pod: &mut Value) {
             .cloned()
             .unwrap_or(Value::Null);
         set_default(spec, "serviceAccount", sa);
-        set_default(spec, "priority", 0.into());
-        set_default(spec, "preemptionPolicy", "PreemptLowerPriority".into());
         set_default(spec, "tolerations", json!([]));
         if let Some(tolerations) = spec.get_mut("tolerations").and_then(Value::as_array_mut) {
             for key in [

@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use crate::status::Cause;
 
+mod kinds;
+pub use kinds::validate_spec;
+
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
@@ -47,12 +50,21 @@ pub enum NameRule {
     Dns1123Subdomain,
     Dns1123Label,
     Dns1035Label,
+    /// An IP address in canonical form (IPAddress objects).
+    Ip,
+    /// A ConfigMap key (LeaseCandidates: `[-._a-zA-Z0-9]+`).
+    ConfigMapKey,
+    /// Anything (CertificateSigningRequests' names are not checked).
+    Any,
 }
 
 pub fn name_rule(group: &str, kind: &str) -> NameRule {
     match (group, kind) {
         ("", "Namespace") => NameRule::Dns1123Label,
         ("", "Service") => NameRule::Dns1035Label,
+        ("networking.k8s.io", "IPAddress") => NameRule::Ip,
+        ("coordination.k8s.io", "LeaseCandidate") => NameRule::ConfigMapKey,
+        ("certificates.k8s.io", "CertificateSigningRequest") => NameRule::Any,
         _ => NameRule::Dns1123Subdomain,
     }
 }
@@ -63,6 +75,16 @@ pub fn check_name(rule: NameRule, name: &str) -> Vec<String> {
         NameRule::Dns1123Subdomain => (is_dns1123_subdomain(name), DNS1123_SUBDOMAIN_MSG, 253),
         NameRule::Dns1123Label => (is_dns1123_label(name), DNS1123_LABEL_MSG, 63),
         NameRule::Dns1035Label => (is_dns1035_label(name), DNS1035_LABEL_MSG, 63),
+        NameRule::Ip => return check_ip(name),
+        NameRule::ConfigMapKey => (
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')),
+            CONFIG_MAP_KEY_MSG,
+            253,
+        ),
+        NameRule::Any => return Vec::new(),
     };
     let mut out = Vec::new();
     if name.len() > max {
@@ -72,6 +94,26 @@ pub fn check_name(rule: NameRule, name: &str) -> Vec<String> {
         out.push(msg.to_string());
     }
     out
+}
+
+const CONFIG_MAP_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// An IP address as apimachinery's `IsValidIP` wants it: parseable, no
+/// leading zeros, not IPv4-mapped, canonical.
+fn check_ip(name: &str) -> Vec<String> {
+    let Ok(ip) = name.parse::<std::net::IpAddr>() else {
+        return vec!["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()];
+    };
+    if let std::net::IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return vec!["must not be an IPv4-mapped IPv6 address".into()];
+    }
+    let canonical = ip.to_string();
+    if canonical != name {
+        return vec![format!("must be in canonical form ({canonical:?})")];
+    }
+    Vec::new()
 }
 
 fn quote(v: &str) -> String {

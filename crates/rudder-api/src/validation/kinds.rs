@@ -1,0 +1,528 @@
+//! What the API server checks in the spec of the kinds served for the
+//! control plane's own clients, with Kubernetes' messages
+//! (pkg/apis/{certificates,networking,storage,admissionregistration,
+//! flowcontrol,coordination,resource}/validation): the required fields and
+//! enumerations a user meets first. Objects are checked after defaulting.
+
+use serde_json::Value;
+
+use crate::status::Cause;
+
+/// The spec problems of `object` (empty: valid).
+pub fn validate_spec(group: &str, kind: &str, object: &Value) -> Vec<Cause> {
+    let mut c = Checker::default();
+    let spec = &object["spec"];
+    match (group, kind) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            c.required(spec, "request", "spec.request");
+            c.required(spec, "signerName", "spec.signerName");
+            if empty(&spec["usages"]) {
+                c.push(Cause::required("spec.usages", ""));
+            }
+            if let Some(s) = spec["expirationSeconds"].as_i64()
+                && s < 600
+            {
+                c.push(Cause::invalid(
+                    "spec.expirationSeconds",
+                    &s.to_string(),
+                    "may not specify a duration less than 600 seconds (10 minutes)",
+                ));
+            }
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            let parent = &spec["parentRef"];
+            if parent.is_object() {
+                c.required(parent, "resource", "spec.parentRef.resource");
+                c.required(parent, "name", "spec.parentRef.name");
+            } else {
+                c.push(Cause::required("spec.parentRef", ""));
+            }
+        }
+        ("networking.k8s.io", "ServiceCIDR") => {
+            let cidrs = spec["cidrs"].as_array().map_or(&[][..], Vec::as_slice);
+            if cidrs.is_empty() {
+                c.push(Cause::required("spec.cidrs", "at least one CIDR required"));
+            } else if cidrs.len() > 2 {
+                c.push(Cause::invalid(
+                    "spec.cidrs",
+                    &spec["cidrs"].to_string(),
+                    "may only hold up to 2 values",
+                ));
+            }
+            for (i, cidr) in cidrs.iter().enumerate() {
+                let text = cidr.as_str().unwrap_or_default();
+                if !is_cidr(text) {
+                    c.push(Cause::invalid(
+                        &format!("spec.cidrs[{i}]"),
+                        &quote(text),
+                        "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                    ));
+                }
+            }
+        }
+        ("storage.k8s.io", "VolumeAttributesClass") => {
+            c.required(object, "driverName", "driverName");
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            c.one_of(
+                spec,
+                "failurePolicy",
+                "spec.failurePolicy",
+                &["Fail", "Ignore"],
+            );
+            c.match_constraints(spec);
+            let validations = spec["validations"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            if validations.is_empty() && empty(&spec["auditAnnotations"]) {
+                let why = "validations or auditAnnotations must contain at least one item";
+                c.push(Cause::required("spec.validations", why));
+                c.push(Cause::required("spec.auditAnnotations", why));
+            }
+            for (i, v) in validations.iter().enumerate() {
+                if v["expression"].as_str().is_none_or(str::is_empty) {
+                    c.push(Cause::required(
+                        &format!("spec.validations[{i}].expression"),
+                        "expression is not specified",
+                    ));
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            c.required(spec, "policyName", "spec.policyName");
+            let actions = spec["validationActions"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            if actions.is_empty() {
+                c.push(Cause::required(
+                    "spec.validationActions",
+                    "at least one validation action is required",
+                ));
+            }
+            for (i, a) in actions.iter().enumerate() {
+                c.supported(
+                    a,
+                    &format!("spec.validationActions[{i}]"),
+                    &["Audit", "Deny", "Warn"],
+                );
+            }
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
+            c.one_of(
+                spec,
+                "failurePolicy",
+                "spec.failurePolicy",
+                &["Fail", "Ignore"],
+            );
+            c.match_constraints(spec);
+            let mutations = spec["mutations"].as_array().map_or(&[][..], Vec::as_slice);
+            if mutations.is_empty() {
+                c.push(Cause::required(
+                    "spec.mutations",
+                    "mutations must contain at least one item",
+                ));
+            }
+            for (i, m) in mutations.iter().enumerate() {
+                let field = format!("spec.mutations[{i}].patchType");
+                if m["patchType"].is_null() {
+                    c.push(Cause::required(&field, ""));
+                } else {
+                    c.supported(
+                        &m["patchType"],
+                        &field,
+                        &["ApplyConfiguration", "JSONPatch"],
+                    );
+                }
+            }
+            c.one_of(
+                spec,
+                "reinvocationPolicy",
+                "spec.reinvocationPolicy",
+                &["Never", "IfNeeded"],
+            );
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding") => {
+            c.required(spec, "policyName", "spec.policyName");
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            if spec["priorityLevelConfiguration"]["name"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                c.push(Cause::required(
+                    "spec.priorityLevelConfiguration.name",
+                    "must reference a priority level",
+                ));
+            }
+            match spec["matchingPrecedence"].as_i64() {
+                Some(p) if p <= 0 => c.push(Cause::invalid(
+                    "spec.matchingPrecedence",
+                    &p.to_string(),
+                    "must be a positive value",
+                )),
+                Some(p) if p > 10000 => c.push(Cause::invalid(
+                    "spec.matchingPrecedence",
+                    &p.to_string(),
+                    "must not be greater than 10000",
+                )),
+                _ => {}
+            }
+            if spec["distinguisherMethod"].is_object() {
+                c.supported(
+                    &spec["distinguisherMethod"]["type"],
+                    "spec.distinguisherMethod.type",
+                    &["ByNamespace", "ByUser"],
+                );
+            }
+        }
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            priority_level(&mut c, object);
+        }
+        ("coordination.k8s.io", "LeaseCandidate") => {
+            c.required(spec, "leaseName", "spec.leaseName");
+            c.required(spec, "binaryVersion", "spec.binaryVersion");
+            c.required(spec, "strategy", "spec.strategy");
+        }
+        ("resource.k8s.io", "ResourceClaim") => {
+            device_claim(&mut c, &spec["devices"], "spec.devices")
+        }
+        ("resource.k8s.io", "ResourceClaimTemplate") => {
+            device_claim(&mut c, &spec["spec"]["devices"], "spec.spec.devices");
+        }
+        ("resource.k8s.io", "ResourceSlice") => {
+            c.required(spec, "driver", "spec.driver");
+            c.required(&spec["pool"], "name", "spec.pool.name");
+            if spec["pool"]["resourceSliceCount"].as_i64().unwrap_or(0) <= 0 {
+                c.push(Cause::invalid(
+                    "spec.pool.resourceSliceCount",
+                    &spec["pool"]["resourceSliceCount"]
+                        .as_i64()
+                        .unwrap_or(0)
+                        .to_string(),
+                    "must be greater than zero",
+                ));
+            }
+            let set = [
+                "nodeName",
+                "nodeSelector",
+                "allNodes",
+                "perDeviceNodeSelection",
+            ]
+            .iter()
+            .filter(|k| {
+                let v = &spec[**k];
+                !(v.is_null() || v == false || v == "")
+            })
+            .count();
+            if set != 1 {
+                let why = if set == 0 {
+                    ""
+                } else {
+                    ", but multiple fields are set"
+                };
+                c.push(Cause::required(
+                    "spec",
+                    &format!(
+                        "exactly one of `nodeName`, `nodeSelector`, `allNodes`, `perDeviceNodeSelection` is required{why}"
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
+    c.0
+}
+
+fn priority_level(c: &mut Checker, object: &Value) {
+    let spec = &object["spec"];
+    let exempt_name = object["metadata"]["name"] == "exempt";
+    let kind = spec["type"].as_str().unwrap_or_default();
+    if !matches!(kind, "Exempt" | "Limited") {
+        c.supported(&spec["type"], "spec.type", &["Exempt", "Limited"]);
+        return;
+    }
+    if (kind == "Exempt") != exempt_name {
+        c.push(Cause::invalid(
+            "spec.type",
+            &quote(kind),
+            "type must be 'Exempt' if and only if name is 'exempt'",
+        ));
+    }
+    let limited = &spec["limited"];
+    if kind == "Exempt" {
+        if !limited.is_null() {
+            c.push(Cause::forbidden(
+                "spec.limited",
+                "must be nil if the type is not Limited",
+            ));
+        }
+        return;
+    }
+    if !spec["exempt"].is_null() {
+        c.push(Cause::forbidden(
+            "spec.exempt",
+            "must be nil if the type is Limited",
+        ));
+    }
+    if !limited.is_object() {
+        c.push(Cause::required(
+            "spec.limited",
+            "must not be empty when type is Limited",
+        ));
+        return;
+    }
+    if let Some(n) = limited["nominalConcurrencyShares"].as_i64()
+        && n <= 0
+    {
+        c.push(Cause::invalid(
+            "spec.limited.nominalConcurrencyShares",
+            &n.to_string(),
+            "must be positive",
+        ));
+    }
+    let response = &limited["limitResponse"];
+    let response_type = response["type"].as_str().unwrap_or_default();
+    c.supported(
+        &response["type"],
+        "spec.limited.limitResponse.type",
+        &["Queue", "Reject"],
+    );
+    let queuing = &response["queuing"];
+    match (response_type, queuing.is_object()) {
+        ("Queue", false) => c.push(Cause::required(
+            "spec.limited.limitResponse.queuing",
+            "must not be empty if limited.limitResponse.type is Limited",
+        )),
+        ("Reject", true) => c.push(Cause::forbidden(
+            "spec.limited.limitResponse.queuing",
+            "must be nil if limited.limitResponse.type is not Limited",
+        )),
+        ("Queue", true) => {
+            for field in ["queues", "handSize", "queueLengthLimit"] {
+                if let Some(n) = queuing[field].as_i64()
+                    && n <= 0
+                {
+                    c.push(Cause::invalid(
+                        &format!("spec.limited.limitResponse.queuing.{field}"),
+                        &n.to_string(),
+                        "must be positive",
+                    ));
+                }
+            }
+            let (queues, hand) = (queuing["queues"].as_i64(), queuing["handSize"].as_i64());
+            if let (Some(q), Some(h)) = (queues, hand)
+                && q > 0
+                && h > q
+            {
+                c.push(Cause::invalid(
+                    "spec.limited.limitResponse.queuing.handSize",
+                    &h.to_string(),
+                    &format!("should not be greater than queues ({q})"),
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A claim's (or a claim template's) device requests.
+fn device_claim(c: &mut Checker, devices: &Value, path: &str) {
+    let requests = devices["requests"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for (i, r) in requests.iter().enumerate() {
+        let at = format!("{path}.requests[{i}]");
+        c.required(r, "name", &format!("{at}.name"));
+        match (r["exactly"].is_object(), r["firstAvailable"].is_array()) {
+            (true, true) => c.push(Cause::required(
+                &at,
+                "exactly one of `exactly` or `firstAvailable` is required, but multiple fields are set",
+            )),
+            (false, false) => c.push(Cause::required(
+                &at,
+                "exactly one of `exactly` or `firstAvailable` is required",
+            )),
+            (true, false) => {
+                let exactly = &r["exactly"];
+                c.required(exactly, "deviceClassName", &format!("{at}.exactly.deviceClassName"));
+                c.supported(
+                    &exactly["allocationMode"],
+                    &format!("{at}.exactly.allocationMode"),
+                    &["All", "ExactCount"],
+                );
+                if exactly["allocationMode"] == "ExactCount"
+                    && exactly["count"].as_i64().unwrap_or(0) <= 0
+                {
+                    c.push(Cause::invalid(
+                        &format!("{at}.exactly.count"),
+                        &exactly["count"].as_i64().unwrap_or(0).to_string(),
+                        "must be greater than zero",
+                    ));
+                }
+            }
+            (false, true) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Checker(Vec<Cause>);
+
+impl Checker {
+    fn push(&mut self, cause: Cause) {
+        self.0.push(cause);
+    }
+
+    /// `parent[key]` must be a non-empty string.
+    fn required(&mut self, parent: &Value, key: &str, path: &str) {
+        if parent[key].as_str().is_none_or(str::is_empty) {
+            self.push(Cause::required(path, ""));
+        }
+    }
+
+    /// `parent[key]`, which defaulting sets, must be one of `supported`.
+    fn one_of(&mut self, parent: &Value, key: &str, path: &str, supported: &[&str]) {
+        if parent[key].is_null() {
+            self.push(Cause::required(path, ""));
+        } else {
+            self.supported(&parent[key], path, supported);
+        }
+    }
+
+    /// A value that, when set, must be one of `supported`.
+    fn supported(&mut self, v: &Value, path: &str, supported: &[&str]) {
+        if v.is_null() || v.as_str().is_some_and(|s| supported.contains(&s)) {
+            return;
+        }
+        self.push(Cause::not_supported(path, &v.to_string(), supported));
+    }
+
+    /// An admission policy's `matchConstraints` with resource rules.
+    fn match_constraints(&mut self, spec: &Value) {
+        let m = &spec["matchConstraints"];
+        if !m.is_object() {
+            self.push(Cause::required("spec.matchConstraints", ""));
+        } else if empty(&m["resourceRules"]) {
+            self.push(Cause::required("spec.matchConstraints.resourceRules", ""));
+        }
+    }
+}
+
+fn empty(v: &Value) -> bool {
+    v.as_array().is_none_or(Vec::is_empty)
+}
+
+fn quote(v: &str) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| format!("\"{v}\""))
+}
+
+/// `10.0.0.0/8`, `2001:db8::/64`: an address and a prefix length that
+/// fits it, with no bits set past the prefix.
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u32>() else {
+        return false;
+    };
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => {
+            bits <= 32 && u32::from(a).checked_shl(bits).unwrap_or(0) == 0
+        }
+        Ok(std::net::IpAddr::V6(a)) => {
+            bits <= 128 && u128::from(a).checked_shl(bits).unwrap_or(0) == 0
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn messages(group: &str, kind: &str, obj: Value) -> Vec<String> {
+        validate_spec(group, kind, &obj)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn required_fields_and_enumerations_are_named() {
+        assert_eq!(
+            messages(
+                "flowcontrol.apiserver.k8s.io",
+                "FlowSchema",
+                json!({"spec": {"matchingPrecedence": 20000}})
+            ),
+            [
+                "spec.priorityLevelConfiguration.name: Required value: must reference a priority level",
+                "spec.matchingPrecedence: Invalid value: 20000: must not be greater than 10000"
+            ]
+        );
+        assert_eq!(
+            messages(
+                "flowcontrol.apiserver.k8s.io",
+                "PriorityLevelConfiguration",
+                json!({"metadata": {"name": "p"}, "spec": {"type": "Limited",
+                            "limited": {"nominalConcurrencyShares": 30, "limitResponse": {"type": "Queue"}}}})
+            ),
+            [
+                "spec.limited.limitResponse.queuing: Required value: must not be empty if limited.limitResponse.type is Limited"
+            ]
+        );
+        assert_eq!(
+            messages(
+                "flowcontrol.apiserver.k8s.io",
+                "PriorityLevelConfiguration",
+                json!({"metadata": {"name": "p"}, "spec": {"type": "Sometimes"}})
+            ),
+            [r#"spec.type: Unsupported value: "Sometimes": supported values: "Exempt", "Limited""#]
+        );
+        assert_eq!(
+            messages(
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicyBinding",
+                json!({"spec": {"validationActions": ["Deny", "Block"]}})
+            ),
+            [
+                "spec.policyName: Required value",
+                r#"spec.validationActions[1]: Unsupported value: "Block": supported values: "Audit", "Deny", "Warn""#
+            ]
+        );
+        assert_eq!(
+            messages(
+                "networking.k8s.io",
+                "ServiceCIDR",
+                json!({"spec": {"cidrs": ["10.0.0.1/8"]}})
+            ),
+            [
+                r#"spec.cidrs[0]: Invalid value: "10.0.0.1/8": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#
+            ]
+        );
+        assert!(
+            messages(
+                "networking.k8s.io",
+                "ServiceCIDR",
+                json!({"spec": {"cidrs": ["10.0.0.0/8", "fd00::/64"]}})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            messages(
+                "resource.k8s.io",
+                "ResourceClaim",
+                json!({"spec": {"devices": {"requests": [{"name": "a"}]}}})
+            ),
+            [
+                "spec.devices.requests[0]: Required value: exactly one of `exactly` or `firstAvailable` is required"
+            ]
+        );
+        assert_eq!(
+            messages("storage.k8s.io", "VolumeAttributesClass", json!({})),
+            ["driverName: Required value"]
+        );
+    }
+}
