@@ -55,6 +55,8 @@ struct Inner {
     durations: BTreeMap<(String, String), Histogram>,
     watches: BTreeMap<String, i64>,
     store: BTreeMap<&'static str, Histogram>,
+    /// Store watches opened, by resource prefix (`/registry/core/pods/`).
+    store_watches: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +93,13 @@ impl Metrics {
             metrics: self.clone(),
             resource: resource.to_string(),
         }
+    }
+
+    fn store_watch(&self, prefix: &str) {
+        // The resource's prefix: `/registry/GROUP/PLURAL/`, a namespace's
+        // or an object's key counted with it.
+        let resource: String = prefix.split_inclusive('/').take(4).collect();
+        *self.lock().store_watches.entry(resource).or_default() += 1;
     }
 
     fn store_op(&self, op: &'static str, took: Duration) {
@@ -137,6 +146,13 @@ impl Metrics {
                 "rudder_store_request_duration_seconds",
                 &format!("operation=\"{op}\""),
             );
+        }
+        out.push_str(
+            "# HELP rudder_store_watches_total Watches opened on the store, by resource.\n",
+        );
+        out.push_str("# TYPE rudder_store_watches_total counter\n");
+        for (prefix, n) in &inner.store_watches {
+            let _ = writeln!(out, "rudder_store_watches_total{{prefix=\"{prefix}\"}} {n}");
         }
         out
     }
@@ -217,6 +233,7 @@ impl Store for MeteredStore {
         let t = Instant::now();
         let r = self.inner.watch(prefix, from_revision).await;
         self.metrics.store_op("watch", t.elapsed());
+        self.metrics.store_watch(prefix);
         r
     }
 

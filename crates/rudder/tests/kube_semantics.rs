@@ -473,6 +473,58 @@ async fn answers_in_protobuf_when_the_client_prefers_it() {
     assert_eq!((code, content_type.as_str()), (201, PROTOBUF));
     assert_eq!(decode(&body).unwrap()["status"]["allowed"], true);
 
+    // An eviction in protobuf (as kubectl drain sends it) and a Scale
+    // written in protobuf, both answered in protobuf.
+    let eviction = Writer::default()
+        .msg(1, Writer::default().str(1, "p").str(3, "default"))
+        .msg(2, Writer::default().int(1, 0));
+    let (code, content_type, body) = protobuf_request(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/eviction",
+        Some(Writer::envelope("policy/v1", "Eviction", eviction)),
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (201, PROTOBUF));
+    assert_eq!(decode(&body).unwrap()["status"], "Success");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(
+            &PostParams::default(),
+            &from(json!({"metadata": {"name": "scaled"},
+                         "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                  "template": {"metadata": {"labels": {"a": "b"}},
+                                               "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})),
+        )
+        .await
+        .unwrap();
+    let scale = Writer::default()
+        .msg(1, Writer::default().str(1, "scaled").str(3, "default"))
+        .msg(2, Writer::default().int(1, 4));
+    let (code, content_type, body) = protobuf_request(
+        &client,
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/scaled/scale",
+        Some(Writer::envelope("autoscaling/v1", "Scale", scale)),
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (200, PROTOBUF));
+    let scale = decode(&body).unwrap();
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(4))
+    );
+    assert_eq!(
+        deployments
+            .get("scaled")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(4)
+    );
+
     // A watch: length-prefixed WatchEvents, each around a whole body.
     let rv = cm.metadata.resource_version.clone().unwrap();
     let req = http::Request::get(format!(
