@@ -232,15 +232,19 @@ async fn crud_client(
             pod(&name)
         };
         let t = Instant::now();
-        let mut created = c.call("POST", &base, Some(&obj)).await?;
+        c.call("POST", &base, Some(&obj)).await?;
         s.create.push(t.elapsed());
         let t = Instant::now();
-        c.call("GET", &format!("{base}/{name}"), None).await?;
+        let mut got = c.call("GET", &format!("{base}/{name}"), None).await?;
         s.get.push(t.elapsed());
-        created["metadata"]["labels"]["updated"] = "yes".into();
+        // Unconditional (no resourceVersion): the server's scheduler may
+        // write an unschedulable pod's status at any moment.
+        got["metadata"]["labels"]["updated"] = "yes".into();
+        if let Some(meta) = got["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
         let t = Instant::now();
-        c.call("PUT", &format!("{base}/{name}"), Some(&created))
-            .await?;
+        c.call("PUT", &format!("{base}/{name}"), Some(&got)).await?;
         s.update.push(t.elapsed());
         let t = Instant::now();
         c.call("GET", &format!("{base}?limit=500"), None).await?;
