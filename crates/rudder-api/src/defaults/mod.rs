@@ -86,17 +86,7 @@ pub fn apply(group: &str, version: &str, kind: &str, object: &mut Value) {
                 set_default(spec, "replicas", 1.into());
                 set_default(spec, "revisionHistoryLimit", 10.into());
                 set_default(spec, "progressDeadlineSeconds", 600.into());
-                set_default(spec, "strategy", json!({}));
-                if let Some(strategy) = spec.get_mut("strategy").and_then(obj) {
-                    set_default(strategy, "type", "RollingUpdate".into());
-                    if strategy.get("type") == Some(&Value::from("RollingUpdate")) {
-                        set_default(strategy, "rollingUpdate", json!({}));
-                        if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(obj) {
-                            set_default(ru, "maxUnavailable", "25%".into());
-                            set_default(ru, "maxSurge", "25%".into());
-                        }
-                    }
-                }
+                rolling_update(spec, "strategy", "25%".into(), "25%".into());
             }
             template(object.get_mut("spec"));
         }
@@ -139,17 +129,7 @@ pub fn apply(group: &str, version: &str, kind: &str, object: &mut Value) {
         ("apps", "DaemonSet") => {
             if let Some(spec) = object.get_mut("spec").and_then(obj) {
                 set_default(spec, "revisionHistoryLimit", 10.into());
-                set_default(spec, "updateStrategy", json!({}));
-                if let Some(us) = spec.get_mut("updateStrategy").and_then(obj) {
-                    set_default(us, "type", "RollingUpdate".into());
-                    if us.get("type") == Some(&Value::from("RollingUpdate")) {
-                        set_default(us, "rollingUpdate", json!({}));
-                        if let Some(ru) = us.get_mut("rollingUpdate").and_then(obj) {
-                            set_default(ru, "maxUnavailable", 1.into());
-                            set_default(ru, "maxSurge", 0.into());
-                        }
-                    }
-                }
+                rolling_update(spec, "updateStrategy", 1.into(), 0.into());
             }
             template(object.get_mut("spec"));
         }
@@ -183,6 +163,28 @@ pub fn apply(group: &str, version: &str, kind: &str, object: &mut Value) {
         _ => {
             let _ = kinds::apply(group, kind, version, object)
                 || control_plane::apply(group, kind, object);
+        }
+    }
+}
+
+/// `spec[key]`, a Deployment's or DaemonSet's update strategy: a rolling
+/// update unless told otherwise, with these bounds where none are given.
+fn rolling_update(
+    spec: &mut Map<String, Value>,
+    key: &str,
+    max_unavailable: Value,
+    max_surge: Value,
+) {
+    set_default(spec, key, json!({}));
+    let Some(strategy) = spec.get_mut(key).and_then(obj) else {
+        return;
+    };
+    set_default(strategy, "type", "RollingUpdate".into());
+    if strategy.get("type") == Some(&Value::from("RollingUpdate")) {
+        set_default(strategy, "rollingUpdate", json!({}));
+        if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(obj) {
+            set_default(ru, "maxUnavailable", max_unavailable);
+            set_default(ru, "maxSurge", max_surge);
         }
     }
 }

@@ -64,13 +64,7 @@ pub fn validate_spec(group: &str, kind: &str, object: &Value) -> Vec<Cause> {
             c.required(object, "driverName", "driverName");
         }
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
-            c.one_of(
-                spec,
-                "failurePolicy",
-                "spec.failurePolicy",
-                &["Fail", "Ignore"],
-            );
-            c.match_constraints(spec);
+            c.policy(spec);
             let validations = spec["validations"]
                 .as_array()
                 .map_or(&[][..], Vec::as_slice);
@@ -108,13 +102,7 @@ pub fn validate_spec(group: &str, kind: &str, object: &Value) -> Vec<Cause> {
             }
         }
         ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
-            c.one_of(
-                spec,
-                "failurePolicy",
-                "spec.failurePolicy",
-                &["Fail", "Ignore"],
-            );
-            c.match_constraints(spec);
+            c.policy(spec);
             let mutations = spec["mutations"].as_array().map_or(&[][..], Vec::as_slice);
             if mutations.is_empty() {
                 c.push(Cause::required(
@@ -397,8 +385,15 @@ impl Checker {
         self.push(Cause::not_supported(path, &v.to_string(), supported));
     }
 
-    /// An admission policy's `matchConstraints` with resource rules.
-    fn match_constraints(&mut self, spec: &Value) {
+    /// An admission policy's failure policy and `matchConstraints` with
+    /// resource rules.
+    fn policy(&mut self, spec: &Value) {
+        self.one_of(
+            spec,
+            "failurePolicy",
+            "spec.failurePolicy",
+            &["Fail", "Ignore"],
+        );
         let m = &spec["matchConstraints"];
         if !m.is_object() {
             self.push(Cause::required("spec.matchConstraints", ""));
