@@ -277,6 +277,7 @@ fn prepare_status_update(r: &Resource, old: &Value, new: &mut Value) {
         ("apps", "Deployment") => &["labels"],
         ("", "Pod") => &["ownerReferences"],
         ("storage.k8s.io", "VolumeAttachment")
+        | ("networking.k8s.io", "ServiceCIDR")
         | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
         | ("resource.k8s.io", "ResourceClaim")
         | ("internal.apiserver.k8s.io", "StorageVersion")

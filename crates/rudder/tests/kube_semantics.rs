@@ -1047,3 +1047,117 @@ async fn creates_store_what_kube_apiserver_stores() {
         wrong.join("\n")
     );
 }
+
+/// The create inputs of the fixtures, by apiVersion and kind.
+fn fixture_inputs() -> std::collections::HashMap<(String, String), serde_json::Value> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/create-defaults");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let input = serde_json::from_str::<serde_json::Value>(&text).unwrap()["input"].clone();
+            let key = (
+                input["apiVersion"].as_str().unwrap().to_string(),
+                input["kind"].as_str().unwrap().to_string(),
+            );
+            (key, input)
+        })
+        .collect()
+}
+
+/// One JSON request with the kube client; what it answers.
+async fn call(
+    client: &kube::Client,
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", content_type)
+        .body(
+            body.map(|b| serde_json::to_vec(&b).unwrap())
+                .unwrap_or_default(),
+        )
+        .unwrap();
+    client
+        .request::<serde_json::Value>(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// For every kind with a status subresource (from the registry): a PUT
+/// that changes nothing keeps the resourceVersion, and a `/status` patch
+/// stores the annotation it carries, but for the kinds whose status
+/// strategy resets metadata (kube's `ResetObjectMetaForStatus`, and flow
+/// control's whole-metadata reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_status_subresource_behaves_as_its_kubernetes_strategy() {
+    let (_server, client) = Cluster::start_with_kube_client().await;
+    let mut inputs = fixture_inputs();
+    inputs.insert(
+        ("certificates.k8s.io/v1".into(), "CertificateSigningRequest".into()),
+        json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+               "metadata": {"name": "csr"},
+               "spec": {"request": "AAE=", "signerName": "example.com/s", "usages": ["client auth"]}}),
+    );
+    let resets = [
+        "VolumeAttachment",
+        "ServiceCIDR",
+        "ValidatingAdmissionPolicy",
+        "ResourceClaim",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
+    ];
+    let mut checked = 0;
+    for r in rudder_api::registry::RESOURCES.iter().filter(|r| r.status) {
+        let input = inputs
+            .get(&(r.api_version(), r.kind.to_string()))
+            .unwrap_or_else(|| panic!("no fixture for {}", r.kind))
+            .clone();
+        let base = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
+        let collection = if r.namespaced {
+            format!("{base}/namespaces/default/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let name = input["metadata"]["name"].as_str().unwrap().to_string();
+        let item = format!("{collection}/{name}");
+        let json = "application/json";
+        call(&client, "POST", &collection, json, Some(input)).await;
+        let stored = call(&client, "GET", &item, json, None).await;
+        let replaced = call(&client, "PUT", &item, json, Some(stored.clone())).await;
+        assert_eq!(
+            replaced["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"],
+            "{}: an unchanged PUT moved the resourceVersion",
+            r.kind
+        );
+        let patch = json!({"metadata": {"annotations": {"example.com/status": "written"}}});
+        let status = format!("{item}/status");
+        call(
+            &client,
+            "PATCH",
+            &status,
+            "application/merge-patch+json",
+            Some(patch),
+        )
+        .await;
+        let after = call(&client, "GET", &item, json, None).await;
+        let annotated = after["metadata"]["annotations"]["example.com/status"] == "written";
+        assert_eq!(
+            annotated,
+            !resets.contains(&r.kind),
+            "{}: /status stored the annotation: {annotated}",
+            r.kind
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "{checked} kinds checked");
+}
