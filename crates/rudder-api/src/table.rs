@@ -894,11 +894,13 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
                 name,
                 s(&spec["schedule"]).into(),
                 or_none(s(&spec["timeZone"]).into()),
-                spec["suspend"]
-                    .as_bool()
-                    .unwrap_or(false)
-                    .to_string()
-                    .into(),
+                // printBoolPtr: True, False or <unset>.
+                match spec["suspend"].as_bool() {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                }
+                .into(),
                 status["active"].as_array().map_or(0, Vec::len).into(),
                 last.into(),
                 age(obj, now),
@@ -1878,6 +1880,23 @@ mod tests {
         let t = table("", "ConfigMap", &objs, json!({}), &opts);
         assert!(t.get("columnDefinitions").is_none());
         assert!(t["rows"][0]["object"].is_null());
+    }
+
+    #[test]
+    fn cron_jobs_show_suspend_as_kubernetes_prints_booleans() {
+        let cj = |suspend: Value| {
+            cells_of(
+                "batch",
+                "CronJob",
+                json!({"metadata": {"name": "c", "creationTimestamp": CREATED},
+                       "spec": {"schedule": "*/5 * * * *", "suspend": suspend,
+                                "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}),
+            )[3]
+                .clone()
+        };
+        assert_eq!(cj(json!(false)), "False");
+        assert_eq!(cj(json!(true)), "True");
+        assert_eq!(cj(Value::Null), "<unset>");
     }
 
     #[test]
