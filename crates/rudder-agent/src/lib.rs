@@ -158,7 +158,7 @@ impl Agent {
         // pods starting would otherwise open (and keep) one each.
         let api_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_CONCURRENCY));
         let event_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY));
-        let recorder = rudder_controllers::events::Recorder::new(
+        let recorder = rudder_runtime::events::Recorder::new(
             client.clone(),
             "kubelet",
             config.node_name.clone(),

@@ -2,9 +2,7 @@
 //! crate, over HTTPS to the API server), level-triggered: it compares what
 //! is with what should be and acts, and is safe to run again at any time.
 
-pub mod events;
 pub mod garbage_collector;
-pub mod leader;
 pub mod node_ipam;
 
 /// What the controllers need to know of the cluster.

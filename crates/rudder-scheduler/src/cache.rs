@@ -182,6 +182,14 @@ impl Cache {
         self.namespaces.insert(name.to_string(), labels.clone()) != Some(labels)
     }
 
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.namespaces.keys().cloned().collect()
+    }
+
+    pub fn budget_names(&self) -> Vec<(String, String)> {
+        self.budget_keys.clone()
+    }
+
     pub fn remove_namespace(&mut self, name: &str) {
         self.namespaces.remove(name);
     }

@@ -3,7 +3,6 @@
 //! in the background (`pods/binding`), as kube-scheduler's `scheduleOne`
 //! and its binding cycle do.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use rudder_controllers::events::{Kind, Recorder};
+use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::relist::{Change, Relist};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -78,7 +78,8 @@ pub struct Scheduler {
     bound_tx: mpsc::UnboundedSender<Bound>,
     bound_rx: mpsc::UnboundedReceiver<Bound>,
     /// Uids seen during a watch's initial list, to drop the rest after it.
-    relist: HashMap<&'static str, Vec<String>>,
+    /// What each watch's relists have named (see `rudder_runtime::relist`).
+    relists: Relists,
     synced: (bool, bool),
 }
 
@@ -126,7 +127,7 @@ impl Scheduler {
             binds: Arc::new(Semaphore::new(BIND_CONCURRENCY)),
             bound_tx,
             bound_rx,
-            relist: HashMap::new(),
+            relists: Relists::default(),
             synced: (false, false),
         }
     }
@@ -188,97 +189,100 @@ impl Scheduler {
     fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Pod(e) => match *e {
-                watcher::Event::Apply(p) => self.pod_changed(p, now),
-                watcher::Event::Delete(p) => self.pod_deleted(&p, now),
-                watcher::Event::Init => {
-                    self.relist.insert("pods", Vec::new());
-                }
-                watcher::Event::InitApply(p) => {
-                    if let Some(seen) = self.relist.get_mut("pods") {
-                        seen.push(p.metadata.uid.clone().unwrap_or_default());
-                    }
-                    self.pod_changed(p, now);
-                }
-                watcher::Event::InitDone => {
-                    // Pods gone while the watch was down are dropped; the
-                    // queue keeps only pods listed again.
-                    let seen: std::collections::HashSet<String> = self
-                        .relist
-                        .remove("pods")
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect();
-                    for uid in self.queue.uids().into_iter().chain(self.cache.pod_uids()) {
-                        if !seen.contains(&uid) {
+            Input::Pod(e) => {
+                let queue = &self.queue;
+                let cache = &self.cache;
+                let held = || queue.uids().into_iter().chain(cache.pod_uids());
+                match self.relists.pods.follow(*e, uid_of, held) {
+                    Change::Upsert(p) => self.pod_changed(p, now),
+                    Change::Remove(p) => self.pod_deleted(&p, now),
+                    Change::Gone(uids) => {
+                        // Pods gone while the watch was down are dropped;
+                        // the queue keeps only pods listed again.
+                        for uid in uids {
                             self.queue.delete(&uid);
                             self.cache.remove_pod(&uid);
                         }
+                        self.synced.0 = true;
                     }
-                    self.synced.0 = true;
+                    Change::Nothing => {}
                 }
-            },
-            Input::Node(e) => match *e {
-                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                    if let Some(seen) = self.relist.get_mut("nodes") {
-                        seen.push(n.metadata.name.clone().unwrap_or_default());
-                    }
-                    for event in self.cache.upsert_node(Arc::new(n)) {
-                        self.queue.on_event(event, now);
-                    }
-                }
-                watcher::Event::Delete(n) => {
-                    self.cache
-                        .remove_node(n.metadata.name.as_deref().unwrap_or_default());
-                }
-                watcher::Event::Init => {
-                    self.relist.insert("nodes", Vec::new());
-                }
-                watcher::Event::InitDone => {
-                    let seen = self.relist.remove("nodes").unwrap_or_default();
-                    for name in self.cache.node_names() {
-                        if !seen.contains(&name) {
-                            self.cache.remove_node(&name);
+            }
+            Input::Node(e) => {
+                let cache = &self.cache;
+                match self
+                    .relists
+                    .nodes
+                    .follow(*e, name_of, || cache.node_names())
+                {
+                    Change::Upsert(n) => {
+                        for event in self.cache.upsert_node(Arc::new(n)) {
+                            self.queue.on_event(event, now);
                         }
                     }
-                    self.synced.1 = true;
-                }
-            },
-            Input::Namespace(e) => match e {
-                watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
-                    let name = ns.metadata.name.clone().unwrap_or_default();
-                    if self
-                        .cache
-                        .set_namespace(&name, ns.metadata.labels.clone().unwrap_or_default())
-                    {
-                        self.queue.on_event(ClusterEvent::NamespaceChange, now);
+                    Change::Remove(n) => self.cache.remove_node(&name_of(&n)),
+                    Change::Gone(names) => {
+                        for name in names {
+                            self.cache.remove_node(&name);
+                        }
+                        self.synced.1 = true;
                     }
+                    Change::Nothing => {}
                 }
-                watcher::Event::Delete(ns) => {
-                    self.cache
-                        .remove_namespace(ns.metadata.name.as_deref().unwrap_or_default());
+            }
+            Input::Namespace(e) => {
+                let cache = &self.cache;
+                match self
+                    .relists
+                    .namespaces
+                    .follow(e, name_of, || cache.namespace_names())
+                {
+                    Change::Upsert(ns) => {
+                        let labels = ns.metadata.labels.clone().unwrap_or_default();
+                        if self.cache.set_namespace(&name_of(&ns), labels) {
+                            self.queue.on_event(ClusterEvent::NamespaceChange, now);
+                        }
+                    }
+                    Change::Remove(ns) => self.cache.remove_namespace(&name_of(&ns)),
+                    Change::Gone(names) => {
+                        for name in names {
+                            self.cache.remove_namespace(&name);
+                        }
+                    }
+                    Change::Nothing => {}
                 }
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            },
-            Input::Budget(e) => match e {
-                watcher::Event::Apply(b) | watcher::Event::InitApply(b) => {
-                    let ns = b.metadata.namespace.clone().unwrap_or_default();
-                    let name = b.metadata.name.clone().unwrap_or_default();
-                    let budget = DisruptionBudget {
-                        namespace: ns,
-                        selector: Selector::from_label_selector(
-                            b.spec.as_ref().and_then(|s| s.selector.as_ref()),
-                        ),
-                        disruptions_allowed: b.status.as_ref().map_or(0, |s| s.disruptions_allowed),
-                    };
-                    self.cache.set_budget(&name, budget);
+            }
+            Input::Budget(e) => {
+                let cache = &self.cache;
+                let key = |b: &PodDisruptionBudget| {
+                    (b.metadata.namespace.clone().unwrap_or_default(), name_of(b))
+                };
+                match self.relists.budgets.follow(e, key, || cache.budget_names()) {
+                    Change::Upsert(b) => {
+                        let budget = DisruptionBudget {
+                            namespace: b.metadata.namespace.clone().unwrap_or_default(),
+                            selector: Selector::from_label_selector(
+                                b.spec.as_ref().and_then(|s| s.selector.as_ref()),
+                            ),
+                            disruptions_allowed: b
+                                .status
+                                .as_ref()
+                                .map_or(0, |s| s.disruptions_allowed),
+                        };
+                        self.cache.set_budget(&name_of(&b), budget);
+                    }
+                    Change::Remove(b) => {
+                        let (ns, name) = key(&b);
+                        self.cache.remove_budget(&ns, &name);
+                    }
+                    Change::Gone(keys) => {
+                        for (ns, name) in keys {
+                            self.cache.remove_budget(&ns, &name);
+                        }
+                    }
+                    Change::Nothing => {}
                 }
-                watcher::Event::Delete(b) => self.cache.remove_budget(
-                    b.metadata.namespace.as_deref().unwrap_or_default(),
-                    b.metadata.name.as_deref().unwrap_or_default(),
-                ),
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            },
+            }
         }
     }
 
@@ -590,4 +594,21 @@ impl Drop for AbortOnDrop {
             h.abort();
         }
     }
+}
+
+/// One relist follower per watched kind.
+#[derive(Debug, Default)]
+struct Relists {
+    pods: Relist<String>,
+    nodes: Relist<String>,
+    namespaces: Relist<String>,
+    budgets: Relist<(String, String)>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn name_of<K: kube::Resource>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
 }

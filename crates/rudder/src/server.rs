@@ -1,7 +1,7 @@
 //! `rudder server`: opens the store and runs the control plane until
 //! SIGTERM or SIGINT, then shuts down cleanly.
 
-use rudder_controllers::leader::Election;
+use rudder_runtime::leader::Election;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -150,7 +150,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             // With several servers on one etcd, one runs the scheduler and
             // one the controllers, each elected through a Lease.
             let host = host_names().into_iter().next().unwrap_or_default();
-            let identity = rudder_controllers::leader::identity(
+            let identity = rudder_runtime::leader::identity(
                 &host,
                 &args.data_dir.join("server").join("identity"),
             )
@@ -164,13 +164,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                     ..Default::default()
                 };
                 let client = client.clone();
-                rudder_controllers::leader::run_elected(
+                rudder_runtime::leader::run_elected(
                     client.clone(),
                     Election::new("kube-scheduler", &identity),
                     move || rudder_scheduler::run(client.clone(), config.clone()),
                 )
             });
-            let controllers = rudder_controllers::leader::run_elected(
+            let controllers = rudder_runtime::leader::run_elected(
                 client.clone(),
                 Election::new("kube-controller-manager", &identity),
                 move || rudder_controllers::run(client.clone(), config.clone()),

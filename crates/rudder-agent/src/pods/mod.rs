@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 pub(crate) use env::NodeResources;
 
-use rudder_controllers::events::Recorder;
+use rudder_runtime::events::Recorder;
 
 pub(crate) const UID_LABEL: &str = "io.kubernetes.pod.uid";
 /// How often the static pod manifests are read (the kubelet's

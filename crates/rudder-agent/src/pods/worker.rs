@@ -22,7 +22,7 @@ use super::probes;
 use super::status::{self, Observed};
 use super::volumes::{self, Paths};
 use super::{Context, UID_LABEL, container, env, normalize_image};
-use rudder_controllers::events::Kind::{Normal, Warning};
+use rudder_runtime::events::Kind::{Normal, Warning};
 
 /// How often a pod is compared with the runtime when nothing changes.
 const RELIST: Duration = Duration::from_secs(1);

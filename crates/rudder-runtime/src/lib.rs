@@ -1,0 +1,7 @@
+//! What every API client inside Rudder shares: the controllers, the
+//! scheduler and the node agent record events the same way, elect leaders
+//! the same way, and follow a watch's relists the same way.
+
+pub mod events;
+pub mod leader;
+pub mod relist;

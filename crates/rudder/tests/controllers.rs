@@ -1,0 +1,53 @@
+//! The server's controllers against a real `rudder server` with simulated
+//! nodes (issue 14): each is driven by kube-runtime's controller runtime
+//! and must hold up when many objects change at once.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Cluster, SimNodes};
+
+/// Nodes registering all at once each get a /24 of their own: the IPAM
+/// controller's expectations keep a stale cache from handing one out twice.
+#[test]
+fn nodes_registering_at_once_get_distinct_pod_cidrs() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "30"]);
+    let mut cidrs = Vec::new();
+    // A hang guard, not a timing assertion: the controller assigns as the
+    // nodes arrive.
+    for _ in 0..600 {
+        let out = c.ok(
+            33,
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.podCIDR}{\"\\n\"}{end}",
+            ],
+        );
+        cidrs = out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if cidrs.len() == 30 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(cidrs.len(), 30, "{cidrs:?}");
+    let distinct: std::collections::BTreeSet<&String> = cidrs.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        30,
+        "a range was handed out twice: {cidrs:?}"
+    );
+    assert!(
+        cidrs
+            .iter()
+            .all(|c| c.starts_with("10.42.") && c.ends_with(".0/24")),
+        "{cidrs:?}"
+    );
+}
