@@ -4,6 +4,7 @@
 
 pub mod garbage_collector;
 pub mod node_ipam;
+pub mod replicaset;
 
 /// What the controllers need to know of the cluster.
 #[derive(Debug, Clone)]
@@ -14,8 +15,22 @@ pub struct Config {
 
 /// Runs every controller until the process ends.
 pub async fn run(client: kube::Client, config: Config) {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "rudder".into());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY));
+    let recorder = |component| {
+        rudder_runtime::events::Recorder::new(
+            client.clone(),
+            component,
+            host.clone(),
+            slots.clone(),
+        )
+    };
     tokio::join!(
         garbage_collector::run(client.clone()),
-        node_ipam::run(client, config.cluster_cidr),
+        node_ipam::run(client.clone(), config.cluster_cidr),
+        replicaset::run(client.clone(), recorder("replicaset-controller")),
     );
 }
+
+/// Event writes in flight at once, for all controllers.
+const EVENT_CONCURRENCY: usize = 16;

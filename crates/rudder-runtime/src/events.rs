@@ -72,6 +72,21 @@ impl Recorder {
         self.emit("default", involved, node, Kind::Normal, reason, message);
     }
 
+    /// Records an event about any object (a controller's about its
+    /// ReplicaSet, Deployment, Job, …).
+    pub fn record_object(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        kind: Kind,
+        reason: &str,
+        message: String,
+    ) {
+        let ns = object.namespace.clone().unwrap_or_else(|| "default".into());
+        let involved = serde_json::to_value(object).unwrap_or_default();
+        let name = object.name.as_deref().unwrap_or_default();
+        self.emit(&ns, involved, name, kind, reason, message);
+    }
+
     /// Records an event about `pod` (about one of its containers if
     /// `field_path` is `spec.containers{name}`) without waiting for the API.
     pub fn record(

@@ -1,0 +1,212 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods of a ReplicaSet
+//! running, adopting matching orphans and letting go of pods whose labels
+//! no longer match, and writes its status (what `kubectl get rs` and the
+//! Deployment controller read).
+//!
+//! Wiring only: the decisions are [`plan::plan`]. It runs on kube-runtime's
+//! `Controller`: ReplicaSets are its objects, and a pod's change wakes the
+//! ReplicaSet that controls it, or (an orphan) those whose selector it
+//! matches. Each reconcile reads the namespace's pods from the API server
+//! (a consistent list), so a stale cache cannot make it create twice.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use rudder_runtime::events::{Kind, Recorder};
+use serde_json::json;
+
+/// What the reconciler shares.
+struct Context {
+    client: kube::Client,
+    recorder: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(#[from] kube::Error);
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, recorder: Recorder) {
+    let sets: Api<ReplicaSet> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let controller = Controller::new(sets, watcher::Config::default());
+    let cache = controller.store();
+    let controller = controller.watches(pods, watcher::Config::default(), move |pod| {
+        owners_of(&pod, &cache)
+    });
+    let context = Arc::new(Context { client, recorder });
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+/// The ReplicaSets a pod's change concerns: its controller, or for an
+/// orphan every ReplicaSet of its namespace (each decides by its selector).
+fn owners_of(pod: &Pod, cache: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+    {
+        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return Vec::new();
+    }
+    cache
+        .state()
+        .iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
+        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+        .collect()
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context>) -> Result<Action, Error> {
+    let ns = rs.namespace().unwrap_or_default();
+    let name = rs.name_any();
+    let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
+    let listed = pods.list(&ListParams::default()).await?.items;
+    let now = rudder_api::time::now();
+    let plan = plan::plan(&rs, &listed, now);
+    let owner = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+        "uid": rs.metadata.uid, "controller": true, "blockOwnerDeletion": true,
+    });
+    for pod in &plan.adopt {
+        set_controller(&pods, &listed, pod, Some(&owner)).await?;
+    }
+    for pod in &plan.release {
+        set_controller(&pods, &listed, pod, None).await?;
+    }
+    if plan.create > 0 {
+        create(&cx, &rs, &pods, plan.create, &owner).await?;
+    }
+    for pod in &plan.delete {
+        let uid = listed
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(pod))
+            .and_then(|p| p.metadata.uid.clone());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match pods.delete(pod, &params).await {
+            Ok(_) => cx.recorder.record_object(
+                &rs.object_ref(&()),
+                Kind::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {pod}"),
+            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if rs.status.as_ref() != Some(&plan.status) {
+        let sets: Api<ReplicaSet> = Api::namespaced(cx.client.clone(), &ns);
+        let status = json!({"status": plan.status});
+        sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+    }
+    Ok(match plan.recheck_in {
+        Some(secs) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
+        None => Action::await_change(),
+    })
+}
+
+/// Creates `count` pods from the template in batches of 1, 2, 4, … (kube's
+/// slow start: a template that cannot run fails once, not 500 times).
+async fn create(
+    cx: &Context,
+    rs: &ReplicaSet,
+    pods: &Api<Pod>,
+    count: usize,
+    owner: &serde_json::Value,
+) -> Result<(), Error> {
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone());
+    let mut pod = serde_json::to_value(template.unwrap_or_default()).unwrap_or_default();
+    pod["apiVersion"] = "v1".into();
+    pod["kind"] = "Pod".into();
+    if !pod["metadata"].is_object() {
+        pod["metadata"] = json!({});
+    }
+    pod["metadata"]["generateName"] = format!("{}-", rs.name_any()).into();
+    pod["metadata"]["ownerReferences"] = json!([owner]);
+    let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
+    let params = PostParams::default();
+    let mut left = count;
+    let mut batch = 1;
+    while left > 0 {
+        let n = batch.min(left);
+        let results =
+            futures_util::future::join_all((0..n).map(|_| pods.create(&params, &pod))).await;
+        for result in results {
+            let created = result?;
+            cx.recorder.record_object(
+                &rs.object_ref(&()),
+                Kind::Normal,
+                "SuccessfulCreate",
+                format!("Created pod: {}", created.name_any()),
+            );
+        }
+        left -= n;
+        batch *= 2;
+    }
+    Ok(())
+}
+
+/// Makes `owner` the pod's controller (adoption), or removes its
+/// ReplicaSet controller reference (`None`: release). The pod's uid is a
+/// precondition: a pod deleted and made again under the name is left alone.
+async fn set_controller(
+    pods: &Api<Pod>,
+    listed: &[Pod],
+    name: &str,
+    owner: Option<&serde_json::Value>,
+) -> Result<(), Error> {
+    let Some(pod) = listed
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+    else {
+        return Ok(());
+    };
+    let mut refs: Vec<serde_json::Value> = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller != Some(true))
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    refs.extend(owner.cloned());
+    let patch = json!({"metadata": {"uid": pod.metadata.uid, "ownerReferences": refs}});
+    match pods
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn error_policy(rs: Arc<ReplicaSet>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(replicaset = %rs.name_any(), "replicaset controller: {error}");
+    Action::requeue(Duration::from_secs(1))
+}
