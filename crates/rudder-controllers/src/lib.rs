@@ -2,6 +2,7 @@
 //! crate, over HTTPS to the API server), level-triggered: it compares what
 //! is with what should be and acts, and is safe to run again at any time.
 
+pub mod deployment;
 pub mod garbage_collector;
 pub mod node_ipam;
 pub mod replicaset;
@@ -29,6 +30,7 @@ pub async fn run(client: kube::Client, config: Config) {
         garbage_collector::run(client.clone()),
         node_ipam::run(client.clone(), config.cluster_cidr),
         replicaset::run(client.clone(), recorder("replicaset-controller")),
+        deployment::run(client.clone(), recorder("deployment-controller")),
     );
 }
 

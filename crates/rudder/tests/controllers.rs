@@ -227,3 +227,84 @@ async fn a_replica_set_keeps_its_replicas() {
     );
     assert!(shown.1.contains("SuccessfulDelete"), "{}", shown.1);
 }
+
+/// What a user does with a Deployment, with the real kubectl: create,
+/// wait for the rollout, scale, change the image, read the history, undo,
+/// restart; each rollout finishes with every pod on the template.
+#[test]
+fn deployments_roll_out_scale_and_undo_with_kubectl() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "3"]);
+    let images = |c: &Cluster| -> Vec<String> {
+        let out = c.ok(
+            33,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+            ],
+        );
+        out.lines().map(String::from).collect()
+    };
+    let rolled = |c: &Cluster, v: u32| {
+        let out = c.ok(v, &["rollout", "status", "deployment/web", "--timeout=60s"]);
+        assert!(out.contains("successfully rolled out"), "{out}");
+    };
+    c.ok(
+        33,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:1",
+            "--replicas=3",
+        ],
+    );
+    rolled(&c, 33);
+    let shown = c.ok(33, &["get", "deployment", "web", "--no-headers"]);
+    let columns: Vec<&str> = shown.split_whitespace().collect();
+    assert_eq!(&columns[..4], ["web", "3/3", "3", "3"], "{shown}");
+
+    c.ok(33, &["scale", "deployment", "web", "--replicas=5"]);
+    rolled(&c, 27);
+    assert_eq!(images(&c).len(), 5);
+
+    c.ok(33, &["set", "image", "deployment/web", "busybox=busybox:2"]);
+    rolled(&c, 33);
+    let now = images(&c);
+    assert!(
+        now.len() == 5 && now.iter().all(|i| i == "busybox:2"),
+        "{now:?}"
+    );
+    let history = c.ok(33, &["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    c.ok(33, &["rollout", "undo", "deployment/web"]);
+    rolled(&c, 33);
+    let now = images(&c);
+    assert!(
+        now.len() == 5 && now.iter().all(|i| i == "busybox:1"),
+        "{now:?}"
+    );
+    let revision = c.ok(
+        33,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ],
+    );
+    assert_eq!(revision, "3");
+
+    c.ok(33, &["rollout", "restart", "deployment/web"]);
+    rolled(&c, 33);
+    let sets = c.ok(33, &["get", "rs", "-l", "app=web", "--no-headers"]);
+    assert_eq!(sets.lines().count(), 3, "one set per template: {sets}");
+    let described = c.ok(33, &["describe", "deployment", "web"]);
+    assert!(described.contains("ScalingReplicaSet"), "{described}");
+}
