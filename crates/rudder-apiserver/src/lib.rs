@@ -261,6 +261,12 @@ impl ApiServer {
         Ok((self.pki.ca_pem().to_string(), cert))
     }
 
+    /// The cluster CA, PEM: what the root CA publisher puts in every
+    /// namespace.
+    pub fn ca_pem(&self) -> &str {
+        self.pki.ca_pem()
+    }
+
     /// A kubeconfig (YAML) for the in-process controllers: user
     /// `system:kube-controller-manager`, over loopback.
     pub fn controller_kubeconfig(&self) -> &str {

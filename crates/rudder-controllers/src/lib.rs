@@ -4,6 +4,7 @@
 
 pub mod deployment;
 pub mod garbage_collector;
+pub mod namespace_defaults;
 pub mod node_ipam;
 pub mod replicaset;
 
@@ -12,6 +13,8 @@ pub mod replicaset;
 pub struct Config {
     /// Pod IPs come from here: each node a /24.
     pub cluster_cidr: String,
+    /// The cluster CA (PEM), published in every namespace.
+    pub ca_pem: String,
 }
 
 /// Runs every controller until the process ends.
@@ -31,6 +34,7 @@ pub async fn run(client: kube::Client, config: Config) {
         node_ipam::run(client.clone(), config.cluster_cidr),
         replicaset::run(client.clone(), recorder("replicaset-controller")),
         deployment::run(client.clone(), recorder("deployment-controller")),
+        namespace_defaults::run(client.clone(), config.ca_pem),
     );
 }
 

@@ -128,6 +128,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let controller_kubeconfig = api.controller_kubeconfig().to_string();
+    let ca_pem = api.ca_pem().to_string();
     let node_name = args.node.name();
     let agent_setup = if args.disable_agent {
         None
@@ -144,9 +145,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }));
     let config = rudder_controllers::Config {
         cluster_cidr: args.cluster_cidr.clone(),
+        ca_pem,
     };
-    let controllers = match controller_client(&controller_kubeconfig).await {
-        Ok(client) => {
+    let clients = match controller_client(&controller_kubeconfig, "kube-controller-manager").await {
+        Ok(controllers) => controller_client(&controller_kubeconfig, "kube-scheduler")
+            .await
+            .map(|scheduler| (controllers, scheduler)),
+        Err(e) => Err(e),
+    };
+    let controllers = match clients {
+        Ok((client, scheduler_client)) => {
             // With several servers on one etcd, one runs the scheduler and
             // one the controllers, each elected through a Lease.
             let host = host_names().into_iter().next().unwrap_or_default();
@@ -163,7 +171,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                     host: host.clone(),
                     ..Default::default()
                 };
-                let client = client.clone();
+                let client = scheduler_client.clone();
                 rudder_runtime::leader::run_elected(
                     client.clone(),
                     Election::new("kube-scheduler", &identity),
@@ -193,7 +201,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut agent = None;
     if let Some((kubeconfig, tls)) = agent_setup {
         let config = args.node.config(&args.data_dir, true, tls);
-        let started = match controller_client(&kubeconfig).await {
+        let started = match controller_client(&kubeconfig, "kubelet").await {
             Ok(client) => rudder_agent::Agent::start(client, config)
                 .await
                 .map_err(anyhow::Error::from),
@@ -239,10 +247,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 /// A client for an in-process component (controllers, node agent), from
 /// a kubeconfig the API server made for it.
-async fn controller_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+/// A client for one of the server's own components, which names itself in
+/// its User-Agent as Kubernetes' do (`kube-controller-manager/v1.33.0 …`):
+/// the API server takes a write's field manager from it.
+async fn controller_client(kubeconfig: &str, component: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
     let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    let agent = format!(
+        "{component}/v1.33.0 ({}/{}) rudder/{}",
+        std::env::consts::OS,
+        if cfg!(target_arch = "x86_64") {
+            "amd64"
+        } else {
+            std::env::consts::ARCH
+        },
+        env!("CARGO_PKG_VERSION")
+    );
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent)?,
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 

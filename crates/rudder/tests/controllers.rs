@@ -308,3 +308,67 @@ fn deployments_roll_out_scale_and_undo_with_kubectl() {
     let described = c.ok(33, &["describe", "deployment", "web"]);
     assert!(described.contains("ScalingReplicaSet"), "{described}");
 }
+
+/// Every namespace gets a `default` ServiceAccount and the cluster's CA
+/// in `kube-root-ca.crt`, made again when deleted.
+#[test]
+fn namespaces_get_their_default_service_account_and_root_ca() {
+    let c = Cluster::start(&[]);
+    c.ok(33, &["create", "namespace", "team"]);
+    for _ in 0..2 {
+        c.ok(
+            33,
+            &[
+                "wait",
+                "--for=create",
+                "serviceaccount/default",
+                "-n",
+                "team",
+                "--timeout=60s",
+            ],
+        );
+        c.ok(
+            33,
+            &[
+                "wait",
+                "--for=create",
+                "configmap/kube-root-ca.crt",
+                "-n",
+                "team",
+                "--timeout=60s",
+            ],
+        );
+        let ca = c.ok(
+            33,
+            &[
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-n",
+                "team",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+        );
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        // Deleted, both come back.
+        c.ok(33, &["delete", "serviceaccount", "default", "-n", "team"]);
+        c.ok(
+            33,
+            &["delete", "configmap", "kube-root-ca.crt", "-n", "team"],
+        );
+    }
+    for ns in ["default", "kube-system"] {
+        c.ok(
+            33,
+            &[
+                "wait",
+                "--for=create",
+                "serviceaccount/default",
+                "-n",
+                ns,
+                "--timeout=60s",
+            ],
+        );
+    }
+}

@@ -246,7 +246,7 @@ impl Cluster {
                     server.log_text()
                 );
             }
-            return Self {
+            let cluster = Self {
                 server,
                 dir,
                 kubeconfig,
@@ -254,8 +254,39 @@ impl Cluster {
                 etcd,
                 node: agent.then(|| NodeGuard(data.clone())),
             };
+            cluster.await_namespace_defaults();
+            return cluster;
         }
         unreachable!("the loop returns or panics")
+    }
+
+    /// Waits until the controllers have given `default` what every
+    /// namespace holds (its ServiceAccount and the `kube-root-ca.crt`
+    /// ConfigMap), so that tests start from a settled namespace. A hang
+    /// guard, not a timing assertion.
+    fn await_namespace_defaults(&self) {
+        for _ in 0..600 {
+            let out = self.kubectl(
+                33,
+                &[
+                    "get",
+                    "configmap/kube-root-ca.crt",
+                    "serviceaccount/default",
+                    "--ignore-not-found",
+                    "-o",
+                    "name",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if text.contains("configmap/kube-root-ca.crt")
+                && text.contains("serviceaccount/default")
+            {
+                return;
+            }
+            #[allow(clippy::disallowed_methods)] // polling a child process from a test
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the default namespace never got its ServiceAccount and root CA");
     }
 
     /// Waits until the agent has removed every pod, stops the server and
@@ -705,4 +736,18 @@ fn remove_kubepods_cgroups() {
         let _ = std::fs::remove_dir(parent);
         let _ = std::fs::remove_dir(root);
     }
+}
+
+/// What every namespace holds besides a test's own objects (kube's root
+/// CA publisher writes it), left out of listings a test compares.
+pub const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// `kubectl get … -o name` output without the namespace's root CA
+/// ConfigMap.
+pub fn without_root_ca(names: &str) -> String {
+    names
+        .lines()
+        .filter(|l| *l != format!("configmap/{ROOT_CA}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
