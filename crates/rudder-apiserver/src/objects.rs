@@ -760,7 +760,10 @@ impl Objects {
             }
             let mut new = merge_update(r, &old, &obj, part);
             rudder_api::defaults::apply(r.group, r.version, r.kind, &mut new);
-            let causes = rudder_api::validation::validate_spec(r.group, r.kind, &new);
+            let mut causes = rudder_api::validation::validate_spec(r.group, r.kind, &new);
+            causes.extend(rudder_api::validation::validate_update(
+                r.group, r.kind, &old, &new,
+            ));
             if !causes.is_empty() {
                 return Err(StatusError::invalid(r, name, causes));
             }

@@ -372,3 +372,39 @@ fn namespaces_get_their_default_service_account_and_root_ca() {
         );
     }
 }
+
+/// The workloads' validation, as kube-apiserver's: a selector that does
+/// not match the template, an immutable selector, a Job that would
+/// restart its pods forever.
+#[test]
+fn workload_specs_are_validated_as_kubernetes_does() {
+    let c = Cluster::start(&[]);
+    let file = c.dir.path().join("bad.yaml");
+    let refused = |yaml: &str| {
+        std::fs::write(&file, yaml).unwrap();
+        c.fails(33, &["apply", "-f", file.to_str().unwrap()])
+    };
+    let err = refused(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    assert!(
+        err.contains("spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"),
+        "{err}"
+    );
+    let err = refused(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: forever}\nspec:\n  template:\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    assert!(
+        err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""),
+        "{err}"
+    );
+    c.ok(33, &["create", "deployment", "web", "--image=busybox"]);
+    let err = c.fails(
+        33,
+        &["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#],
+    );
+    assert!(
+        err.contains("spec.selector: Invalid value") && err.contains("field is immutable"),
+        "{err}"
+    );
+}

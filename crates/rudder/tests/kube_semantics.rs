@@ -1147,6 +1147,15 @@ async fn every_status_subresource_behaves_as_its_kubernetes_strategy() {
         let item = format!("{collection}/{name}");
         let json = "application/json";
         call(&client, "POST", &collection, json, Some(input)).await;
+        // Node IPAM writes a new node's podCIDR: after that, nothing else
+        // changes it (a hang guard, not a timing assertion).
+        for _ in 0..600 {
+            let got = call(&client, "GET", &item, json, None).await;
+            if r.kind != "Node" || got["spec"]["podCIDR"].is_string() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let stored = call(&client, "GET", &item, json, None).await;
         let replaced = call(&client, "PUT", &item, json, Some(stored.clone())).await;
         assert_eq!(

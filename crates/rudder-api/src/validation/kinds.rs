@@ -216,9 +216,138 @@ pub fn validate_spec(group: &str, kind: &str, object: &Value) -> Vec<Cause> {
                 ));
             }
         }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("", "ReplicationController") => workload(&mut c, kind, spec),
+        ("batch", "Job") => {
+            c.non_negative(spec, "parallelism", "spec.parallelism");
+            c.non_negative(spec, "completions", "spec.completions");
+            c.non_negative(spec, "backoffLimit", "spec.backoffLimit");
+            let policy = &spec["template"]["spec"]["restartPolicy"];
+            if policy != "OnFailure" && policy != "Never" {
+                c.push(Cause::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    &policy.to_string(),
+                    &["OnFailure", "Never"],
+                ));
+            }
+        }
         _ => {}
     }
     c.0
+}
+
+/// What an update may not change (`ValidateXUpdate`): a workload's
+/// selector, a Job's template, most of a StatefulSet's spec.
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut c = Checker::default();
+    let (was, is) = (&old["spec"], &new["spec"]);
+    let immutable = |c: &mut Checker, field: &str| {
+        if was[field] != is[field] {
+            c.push(Cause::invalid(
+                &format!("spec.{field}"),
+                &is[field].to_string(),
+                "field is immutable",
+            ));
+        }
+    };
+    match (group, kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => immutable(&mut c, "selector"),
+        ("apps", "StatefulSet") => {
+            const MUTABLE: &[&str] = &[
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ];
+            let others = |spec: &Value| -> serde_json::Map<String, Value> {
+                spec.as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| !MUTABLE.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            if others(was) != others(is) {
+                c.push(Cause::forbidden(
+                    "spec",
+                    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        ("batch", "Job") => {
+            immutable(&mut c, "selector");
+            immutable(&mut c, "completions");
+            // The template may change only while the Job is suspended.
+            if is["suspend"] != true {
+                immutable(&mut c, "template");
+            }
+        }
+        _ => {}
+    }
+    c.0
+}
+
+/// A workload's selector (required, not empty, matching its template's
+/// labels) and replicas (kube's `ValidateDeploymentSpec` and its siblings).
+fn workload(c: &mut Checker, kind: &str, spec: &Value) {
+    c.non_negative(spec, "replicas", "spec.replicas");
+    let selector = &spec["selector"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    // A ReplicationController's selector is a plain map, defaulted from
+    // its template's labels.
+    let matches = if kind == "ReplicationController" {
+        selector
+            .as_object()
+            .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    } else {
+        if selector.is_null() {
+            c.push(Cause::required("spec.selector", ""));
+            return;
+        }
+        let empty = selector["matchLabels"]
+            .as_object()
+            .is_none_or(serde_json::Map::is_empty)
+            && selector["matchExpressions"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        if empty {
+            let word = match kind {
+                "StatefulSet" => "statefulset",
+                "DaemonSet" => "daemonset",
+                // kube's ReplicaSet validation says "deployment" too.
+                _ => "deployment",
+            };
+            c.push(Cause::invalid(
+                "spec.selector",
+                &selector.to_string(),
+                &format!("empty selector is invalid for {word}"),
+            ));
+            return;
+        }
+        let text = crate::selector::selector_string(selector);
+        let labels_map = labels.as_object();
+        crate::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches(labels_map))
+    };
+    if !matches {
+        c.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            &go_map(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
+/// A string map as Go prints it (`map[string]string{"app":"web"}`).
+fn go_map(v: &Value) -> String {
+    let entries: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k:?}:{}", v))
+        .collect();
+    format!("map[string]string{{{}}}", entries.join(", "))
 }
 
 fn priority_level(c: &mut Checker, object: &Value) {
@@ -359,6 +488,19 @@ struct Checker(Vec<Cause>);
 impl Checker {
     fn push(&mut self, cause: Cause) {
         self.0.push(cause);
+    }
+
+    /// `parent[key]`, when set, must not be negative.
+    fn non_negative(&mut self, parent: &Value, key: &str, path: &str) {
+        if let Some(n) = parent[key].as_i64()
+            && n < 0
+        {
+            self.push(Cause::invalid(
+                path,
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            ));
+        }
     }
 
     /// `parent[key]` must be a non-empty string.
@@ -518,6 +660,78 @@ mod tests {
         assert_eq!(
             messages("storage.k8s.io", "VolumeAttributesClass", json!({})),
             ["driverName: Required value"]
+        );
+    }
+
+    #[test]
+    fn workloads_need_a_selector_that_matches_their_template() {
+        let template = json!({"metadata": {"labels": {"app": "web"}}});
+        assert_eq!(
+            messages(
+                "apps",
+                "Deployment",
+                json!({"spec": {"template": template}})
+            ),
+            ["spec.selector: Required value"]
+        );
+        assert_eq!(
+            messages(
+                "apps",
+                "Deployment",
+                json!({"spec": {"replicas": -1, "template": template,
+                "selector": {"matchLabels": {"app": "db"}}}})
+            ),
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"web"}: `selector` does not match template `labels`"#
+            ]
+        );
+        assert_eq!(
+            messages(
+                "apps",
+                "StatefulSet",
+                json!({"spec": {"template": template, "selector": {}}})
+            ),
+            ["spec.selector: Invalid value: {}: empty selector is invalid for statefulset"]
+        );
+        assert!(messages("apps", "ReplicaSet", json!({"spec": {"template": template,
+            "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}}})).is_empty());
+        assert_eq!(
+            messages(
+                "batch",
+                "Job",
+                json!({"spec": {"template": {"spec": {"restartPolicy": "Always"}}}})
+            ),
+            [
+                r#"spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#
+            ]
+        );
+    }
+
+    #[test]
+    fn selectors_and_job_templates_do_not_change() {
+        let old = json!({"spec": {"selector": {"matchLabels": {"a": "1"}}, "replicas": 1,
+                                   "template": {"spec": {"containers": []}}}});
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(5);
+        assert!(validate_update("apps", "Deployment", &old, &new).is_empty());
+        new["spec"]["selector"] = json!({"matchLabels": {"a": "2"}});
+        let causes = validate_update("apps", "Deployment", &old, &new);
+        assert_eq!(causes[0].field, "spec.selector");
+        assert!(causes[0].message.ends_with("field is immutable"));
+        let mut job = old.clone();
+        job["spec"]["template"]["spec"]["containers"] = json!([{"name": "x"}]);
+        assert_eq!(
+            validate_update("batch", "Job", &old, &job)[0].field,
+            "spec.template"
+        );
+        job["spec"]["suspend"] = json!(true);
+        assert!(validate_update("batch", "Job", &old, &job).is_empty());
+        let mut sts = old.clone();
+        sts["spec"]["serviceName"] = json!("other");
+        assert_eq!(
+            validate_update("apps", "StatefulSet", &old, &sts)[0].field,
+            "spec"
         );
     }
 }
