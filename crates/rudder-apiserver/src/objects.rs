@@ -195,6 +195,8 @@ fn generate_suffix() -> String {
 
 /// Tries at drawing free service IPs and node ports before giving up.
 const ALLOCATION_ATTEMPTS: usize = 8;
+/// Tries at taking a disruption from a budget others write too.
+const EVICTION_ATTEMPTS: usize = 5;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Objects {
@@ -632,28 +634,13 @@ impl Objects {
     ) -> Result<Value, StatusError> {
         let pod = self.get(t, name).await?;
         let ns = t.namespace.as_deref().unwrap_or_default();
-        let pdbs =
-            registry::lookup("policy", "v1", "poddisruptionbudgets").expect("PDBs are registered");
-        let list = self
-            .store
-            .range(RangeRequest::prefix(collection_prefix(pdbs, Some(ns))))
-            .await
-            .map_err(store_error)?;
-        for kv in &list.kvs {
-            let pdb = decode(kv)?;
-            let selector = LabelSelector::parse(&selector_string(&pdb["spec"]["selector"]))
-                .map_err(|e| StatusError::internal(format!("PodDisruptionBudget selector: {e}")))?;
-            // An empty selector selects nothing in policy/v1.
-            let selects = pdb["spec"]["selector"]
-                .as_object()
-                .is_some_and(|m| !m.is_empty())
-                && selector.matches(pod["metadata"]["labels"].as_object());
-            if selects && pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
-                let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
-                return Err(StatusError::too_many_requests(format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs more healthy pods to allow a disruption."
-                )));
-            }
+        // Pods that are not running, or already going, need no budget
+        // (kube's canIgnorePDB).
+        let phase = pod["status"]["phase"].as_str();
+        let ignore_budgets = matches!(phase, Some("Succeeded" | "Failed" | "Pending"))
+            || pod["metadata"].get("deletionTimestamp").is_some();
+        if !ignore_budgets {
+            self.take_disruption(ns, name, &pod).await?;
         }
         let options = eviction
             .get("deleteOptions")
@@ -663,6 +650,80 @@ impl Objects {
         Ok(
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         )
+    }
+
+    /// Takes one disruption from the budget that covers `pod`, if any, in
+    /// the same decision that allows the eviction (kube's
+    /// `checkAndDecrement`): the budget's `disruptionsAllowed` goes down and
+    /// the pod is listed in its `disruptedPods`, written only if the budget
+    /// is unchanged, so two concurrent evictions cannot both pass one
+    /// budget. 429 when none is left.
+    async fn take_disruption(&self, ns: &str, name: &str, pod: &Value) -> Result<(), StatusError> {
+        let pdbs =
+            registry::lookup("policy", "v1", "poddisruptionbudgets").expect("PDBs are registered");
+        for _ in 0..EVICTION_ATTEMPTS {
+            let list = self
+                .store
+                .range(RangeRequest::prefix(collection_prefix(pdbs, Some(ns))))
+                .await
+                .map_err(store_error)?;
+            let mut covering = Vec::new();
+            for kv in &list.kvs {
+                let pdb = decode(kv)?;
+                let selector = LabelSelector::parse(&selector_string(&pdb["spec"]["selector"]))
+                    .map_err(|e| {
+                        StatusError::internal(format!("PodDisruptionBudget selector: {e}"))
+                    })?;
+                // An empty selector selects nothing in policy/v1.
+                let selects = pdb["spec"]["selector"]
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty())
+                    && selector.matches(pod["metadata"]["labels"].as_object());
+                if selects {
+                    covering.push((kv, pdb));
+                }
+            }
+            let (kv, mut pdb) = match covering.len() {
+                0 => return Ok(()),
+                1 => covering.remove(0),
+                _ => {
+                    return Err(StatusError::internal(
+                        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                    ));
+                }
+            };
+            let pdb_name = pdb["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+            if allowed <= 0 {
+                return Err(StatusError::too_many_requests(format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs more healthy pods to allow a disruption."
+                )));
+            }
+            if !pdb["status"].is_object() {
+                pdb["status"] = json!({});
+            }
+            pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            if !pdb["status"]["disruptedPods"].is_object() {
+                pdb["status"]["disruptedPods"] = json!({});
+            }
+            pdb["status"]["disruptedPods"][name] = rfc3339_now().into();
+            if let Some(meta) = pdb["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
+            match self.replace_stored(pdbs, &pdb_name, kv, pdb).await {
+                Ok(_) => return Ok(()),
+                // Another eviction (or the disruption controller) wrote it
+                // meanwhile: decide again on what is there now.
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StatusError::too_many_requests(
+            "Cannot evict pod as it would violate the pod's disruption budget: it changes too often; try again",
+        ))
     }
 
     /// GET of the `/scale` subresource.

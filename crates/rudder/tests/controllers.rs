@@ -408,3 +408,67 @@ fn workload_specs_are_validated_as_kubernetes_does() {
         "{err}"
     );
 }
+
+/// Two evictions at once against a budget that allows one disruption:
+/// exactly one passes, and the budget says so (kube's checkAndDecrement,
+/// the budget written in the same decision as the eviction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_evictions_cannot_both_pass_one_budget() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::{EvictParams, Patch, PatchParams, PostParams};
+    let c = tokio::task::spawn_blocking(|| Cluster::start(&[]))
+        .await
+        .unwrap();
+    // A 429 is the answer under test: the client must not retry it.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["a", "b"] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": "db"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let running = serde_json::json!({"status": {"phase": "Running"}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(running))
+            .await
+            .unwrap();
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}
+    }))
+    .unwrap();
+    budgets.create(&PostParams::default(), &pdb).await.unwrap();
+    let status = serde_json::json!({"status": {"disruptionsAllowed": 1, "currentHealthy": 2,
+        "desiredHealthy": 1, "expectedPods": 2, "observedGeneration": 1}});
+    budgets
+        .patch_status("db", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+
+    let params = EvictParams::default();
+    let (a, b) = tokio::join!(pods.evict("a", &params), pods.evict("b", &params));
+    let refused: Vec<u16> = [&a, &b]
+        .iter()
+        .filter_map(|r| match r {
+            Err(kube::Error::Api(e)) => Some(e.code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [429], "one passes, one is refused: {a:?} {b:?}");
+    let status = budgets.get("db").await.unwrap().status.unwrap();
+    assert_eq!(status.disruptions_allowed, 0);
+    let disrupted = status.disrupted_pods.unwrap_or_default();
+    assert_eq!(disrupted.len(), 1, "{disrupted:?}");
+}
