@@ -1194,7 +1194,20 @@ fn pods_bind_once_and_evictions_respect_disruption_budgets() {
     let err = c.fails_posting(27, "/api/v1/namespaces/default/pods/p1/binding", &binding);
     assert!(err.contains("already assigned to node"), "{err}");
 
-    // A budget that allows no disruption blocks the eviction with 429.
+    // A budget that allows no disruption blocks the eviction of a running
+    // pod with 429 (a pending one needs no budget, as in kube).
+    c.ok(
+        33,
+        &[
+            "patch",
+            "pod",
+            "p1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running"}}"#,
+        ],
+    );
     c.apply(27, "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels: {app: db}\n");
     let eviction = c.dir.path().join("eviction.json");
     std::fs::write(&eviction, r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#).unwrap();
