@@ -38,5 +38,31 @@ pub async fn run(client: kube::Client, config: Config) {
     );
 }
 
+/// What a controller's reconciler shares: its API client and the
+/// recorder of its events.
+pub(crate) struct Context {
+    pub(crate) client: kube::Client,
+    pub(crate) recorder: rudder_runtime::events::Recorder,
+}
+
+/// A reconcile's failure: an API call's (retried by `error_policy`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(#[from] kube::Error);
+
+/// The objects of `listed` that `owner_uid` controls.
+pub(crate) fn controlled_by<'a, K: kube::Resource>(listed: &'a [K], owner_uid: &str) -> Vec<&'a K> {
+    listed
+        .iter()
+        .filter(|o| {
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.controller == Some(true) && r.uid == owner_uid)
+        })
+        .collect()
+}
+
 /// Event writes in flight at once, for all controllers.
 const EVENT_CONCURRENCY: usize = 16;

@@ -23,14 +23,7 @@ use serde_json::json;
 
 use plan::{HASH_LABEL, REVISION};
 
-struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct Error(#[from] kube::Error);
+use crate::{Context, Error};
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, recorder: Recorder) {
@@ -53,16 +46,7 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
     let uid = d.metadata.uid.clone().unwrap_or_default();
     let sets: Api<ReplicaSet> = Api::namespaced(cx.client.clone(), &ns);
     let listed = sets.list(&ListParams::default()).await?.items;
-    let owned: Vec<&ReplicaSet> = listed
-        .iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.controller == Some(true) && r.uid == uid)
-        })
-        .collect();
+    let owned = crate::controlled_by(&listed, &uid);
     let mut new = owned
         .iter()
         .copied()
@@ -137,16 +121,7 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
 
     // The status, from the sets as they are now.
     let listed = sets.list(&ListParams::default()).await?.items;
-    let owned: Vec<&ReplicaSet> = listed
-        .iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.controller == Some(true) && r.uid == uid)
-        })
-        .collect();
+    let owned = crate::controlled_by(&listed, &uid);
     let new = owned.iter().copied().find(|rs| plan::is_current(&d, rs));
     let status = plan::status(
         &d,

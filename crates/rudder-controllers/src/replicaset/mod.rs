@@ -25,15 +25,7 @@ use kube::{Resource, ResourceExt};
 use rudder_runtime::events::{Kind, Recorder};
 use serde_json::json;
 
-/// What the reconciler shares.
-struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct Error(#[from] kube::Error);
+use crate::{Context, Error};
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, recorder: Recorder) {
