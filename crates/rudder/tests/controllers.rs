@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Cluster, SimNodes};
+use common::{Cluster, SimNodes, eventually};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
@@ -14,32 +14,21 @@ use kube::api::{Api, ListParams};
 /// controller's expectations keep a stale cache from handing one out twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_registering_at_once_get_distinct_pod_cidrs() {
-    let (c, _nodes) = tokio::task::spawn_blocking(|| {
-        let c = Cluster::start(&[]);
-        let nodes = SimNodes::join(&c, &["--nodes", "30"]);
-        (c, nodes)
-    })
-    .await
-    .unwrap();
-    let client = c.kube_client().await;
+    let (_server, _nodes, client) = Cluster::start_with_sim_nodes(&["--nodes", "30"]).await;
     let nodes: Api<Node> = Api::all(client);
-    let mut cidrs = Vec::new();
-    // A hang guard, not a timing assertion: the controller assigns as the
-    // nodes arrive.
-    for _ in 0..600 {
-        cidrs = nodes
+    let cidrs = || async {
+        nodes
             .list(&ListParams::default())
             .await
             .unwrap()
             .items
             .iter()
             .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
-            .collect();
-        if cidrs.len() == 30 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+            .collect::<Vec<String>>()
+    };
+    // The controller assigns as the nodes arrive.
+    eventually(|| async { cidrs().await.len() == 30 }).await;
+    let cidrs = cidrs().await;
     assert_eq!(cidrs.len(), 30, "{cidrs:?}");
     let distinct: std::collections::BTreeSet<&String> = cidrs.iter().collect();
     assert_eq!(
@@ -55,22 +44,6 @@ async fn nodes_registering_at_once_get_distinct_pod_cidrs() {
     );
 }
 
-/// Polls `check` until it holds (a hang guard of a minute, not a timing
-/// assertion); returns whether it did.
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
-}
-
 /// A ReplicaSet keeps its replicas: creates them, replaces a deleted pod,
 /// scales down, adopts a matching orphan and lets go of a relabelled pod;
 /// its status and events say so, as `kubectl get rs` and `describe` show.
@@ -79,14 +52,7 @@ async fn a_replica_set_keeps_its_replicas() {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-    let (c, _nodes) = tokio::task::spawn_blocking(|| {
-        let c = Cluster::start(&[]);
-        let nodes = SimNodes::join(&c, &["--nodes", "3"]);
-        (c, nodes)
-    })
-    .await
-    .unwrap();
-    let client = c.kube_client().await;
+    let (c, _nodes, client) = Cluster::start_with_sim_nodes(&["--nodes", "3"]).await;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rs: ReplicaSet = serde_json::from_value(serde_json::json!({

@@ -304,14 +304,10 @@ async fn a_namespace_deletes_its_pods_before_the_rest() {
 async fn list_pages_count_what_is_left() {
     let (_server, client) = Cluster::start_with_kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    // The root CA publisher's ConfigMap is there first (a hang guard, not
-    // a timing assertion), so the namespace holds eight.
-    for _ in 0..600 {
-        if cms.get_opt("kube-root-ca.crt").await.unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The root CA publisher's ConfigMap is there first, so the namespace
+    // holds eight.
+    let root_ca = || async { cms.get_opt(common::ROOT_CA).await.unwrap().is_some() };
+    assert!(common::eventually(root_ca).await, "no root CA ConfigMap");
     for i in 0..7 {
         cms.create(
             &PostParams::default(),

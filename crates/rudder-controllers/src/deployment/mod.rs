@@ -61,7 +61,7 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
         })
         .collect();
     let spec = d.spec.clone().unwrap_or_default();
-    let replicas = spec.replicas.unwrap_or(1);
+    let replicas = plan::spec_replicas(&d);
     let paused = spec.paused == Some(true);
     let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
 
@@ -187,7 +187,7 @@ async fn create_new(
     );
     annotations.insert(
         "deployment.kubernetes.io/desired-replicas".into(),
-        spec.replicas.unwrap_or(1).to_string().into(),
+        plan::spec_replicas(d).to_string().into(),
     );
     annotations.insert(
         "deployment.kubernetes.io/max-replicas".into(),
@@ -264,7 +264,7 @@ async fn scale(
     let from = plan::rs_replicas(rs);
     let patch = json!({
         "metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas":
-                                      d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).to_string()}},
+                                      plan::spec_replicas(d).to_string()}},
         "spec": {"replicas": to},
     });
     sets.patch(

@@ -298,6 +298,23 @@ impl Cluster {
         clean_node(&left, &data);
     }
 
+    /// From an async test: a server (as [`Cluster::start`]) with simulated
+    /// nodes joined (`args` as for [`SimNodes::join`]), and a kube-rs
+    /// client for it.
+    pub async fn start_with_sim_nodes(
+        args: &'static [&'static str],
+    ) -> (Self, SimNodes, kube::Client) {
+        let (c, nodes) = tokio::task::spawn_blocking(move || {
+            let c = Self::start(&[]);
+            let nodes = SimNodes::join(&c, args);
+            (c, nodes)
+        })
+        .await
+        .unwrap();
+        let client = c.kube_client().await;
+        (c, nodes, client)
+    }
+
     /// From an async test: a server (as [`Cluster::start`]) and a kube-rs
     /// client for it.
     pub async fn start_with_kube_client() -> (Self, kube::Client) {
@@ -750,4 +767,20 @@ pub fn without_root_ca(names: &str) -> String {
         .filter(|l| *l != format!("configmap/{ROOT_CA}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Polls `check` until it holds (a hang guard of a minute, not a timing
+/// assertion); returns whether it did.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
