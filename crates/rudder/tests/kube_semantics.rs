@@ -92,13 +92,26 @@ async fn updates_status_jobs_selectors_and_protobuf_as_kube_apiserver() {
         assert_eq!(d.spec.as_ref().unwrap().replicas, Some(1));
         assert_eq!(d.status.as_ref().unwrap().observed_generation, Some(1));
     }
-    // The same status written again is no change.
-    let rv = stored.metadata.resource_version.clone();
-    let same = deployments
-        .replace_status("web", &PostParams::default(), &stored)
-        .await
-        .unwrap();
-    assert_eq!(same.metadata.resource_version, rv);
+    // The same status written again is no change. The Deployment
+    // controller may write between the read and the PUT; then the PUT is
+    // rightly refused with a 409 and is tried again on a fresh read.
+    let mut stored = stored;
+    loop {
+        let rv = stored.metadata.resource_version.clone();
+        match deployments
+            .replace_status("web", &PostParams::default(), &stored)
+            .await
+        {
+            Ok(same) => {
+                assert_eq!(same.metadata.resource_version, rv);
+                break;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                stored = deployments.get("web").await.unwrap();
+            }
+            Err(e) => panic!("PUT of an unchanged status: {e}"),
+        }
+    }
 
     // A Job without a selector gets Kubernetes' generated one, and its
     // template the job-name and controller-uid labels.
