@@ -5,6 +5,14 @@
 //! are exercised at a scale one machine cannot run for real. Each Node is
 //! labelled `rudder.dev/simulated=true`.
 //!
+//! # Stages (as kwok's)
+//! A pod annotated [`EXIT_AFTER`] (a duration: `500ms`, `2s`, `1m`) has its
+//! containers exit that long after it starts, with the code in
+//! [`EXIT_CODE`] (0 unless given): with `restartPolicy: Never`, or
+//! `OnFailure` and code 0, the pod ends `Succeeded` (code 0) or `Failed`;
+//! otherwise its containers restart (restartCount goes up) and exit again
+//! after the same time. This lets Jobs finish on simulated nodes.
+//!
 //! # Caveats
 //! Nothing runs: probes, logs, exec and volumes do not exist for these
 //! pods; a deleted pod is finalised at once (as if its containers stopped
@@ -26,6 +34,11 @@ use crate::Error;
 
 /// The label simulated Nodes carry.
 pub const SIMULATED_LABEL: &str = "rudder.dev/simulated";
+/// The annotation that makes a simulated pod's containers exit after a
+/// duration.
+pub const EXIT_AFTER: &str = "sim.rudder.dev/exit-after";
+/// The exit code of a simulated pod's containers (default 0).
+pub const EXIT_CODE: &str = "sim.rudder.dev/exit-code";
 /// API writes in flight at once (registration, status, leases).
 const CONCURRENCY: usize = 32;
 
@@ -222,7 +235,8 @@ async fn run_pods(client: kube::Client, names: Arc<HashSet<String>>, slots: Arc<
             continue;
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if phase == Some("Running") || !running.insert(uid) {
+        let finished = matches!(phase, Some("Succeeded" | "Failed"));
+        if finished || phase == Some("Running") || !running.insert(uid.clone()) {
             continue;
         }
         index += 1;
@@ -258,16 +272,152 @@ async fn run_pods(client: kube::Client, names: Arc<HashSet<String>>, slots: Arc<
             "startTime": now,
             "containerStatuses": containers,
         }});
+        let stage = Stage::of(&pod);
         tokio::spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            if let Err(e) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
             {
-                tracing::debug!(pod = %name, "simulated pod status: {e}");
+                let _slot = slots.acquire().await;
+                if let Err(e) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                {
+                    tracing::debug!(pod = %name, "simulated pod status: {e}");
+                    return;
+                }
+            }
+            if let Some(stage) = stage {
+                stage.run(&api, &name, &uid, &slots).await;
             }
         });
     }
+}
+
+/// A pod's exit stage: its containers exit `after` their start with
+/// `code`, and `restart` says whether the kubelet would start them again.
+#[derive(Debug, Clone, PartialEq)]
+struct Stage {
+    after: Duration,
+    code: i32,
+    restart: bool,
+}
+
+impl Stage {
+    /// The stage a pod's annotations ask for, if any (a malformed one is
+    /// ignored, with a log line).
+    fn of(pod: &Pod) -> Option<Stage> {
+        let annotations = pod.metadata.annotations.as_ref()?;
+        let after = annotations.get(EXIT_AFTER)?;
+        let Some(after) = parse_duration(after) else {
+            tracing::warn!(pod = ?pod.metadata.name, "ignoring {EXIT_AFTER}={after:?}: not a duration such as 500ms, 2s or 1m");
+            return None;
+        };
+        let code = annotations
+            .get(EXIT_CODE)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+        let restart = match policy {
+            Some("Never") => false,
+            Some("OnFailure") => code != 0,
+            _ => true,
+        };
+        Some(Stage {
+            after,
+            code,
+            restart,
+        })
+    }
+
+    /// Waits out the stage and writes what the kubelet would: a terminal
+    /// phase, or (restarting) the containers' new restart count.
+    async fn run(&self, api: &Api<Pod>, name: &str, uid: &str, slots: &Semaphore) {
+        let Ok(pod) = api.get(name).await else { return };
+        let mut restarts = 0;
+        loop {
+            let started = rudder_api::time::rfc3339_now();
+            tokio::time::sleep(self.after).await;
+            let finished = rudder_api::time::rfc3339_now();
+            let reason = if self.code == 0 { "Completed" } else { "Error" };
+            let terminated = json!({"exitCode": self.code, "reason": reason,
+                                    "startedAt": started, "finishedAt": finished});
+            let containers: Vec<_> = pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .map(|c| {
+                    let mut status = json!({
+                        "name": c.name, "image": c.image, "imageID": "",
+                        "containerID": format!("simulated://{name}-{}", c.name),
+                        "restartCount": restarts,
+                    });
+                    if self.restart {
+                        status["ready"] = true.into();
+                        status["started"] = true.into();
+                        status["state"] = json!({"running": {"startedAt": finished}});
+                        status["lastState"] = json!({ "terminated": terminated });
+                        status["restartCount"] = (restarts + 1).into();
+                    } else {
+                        status["ready"] = false.into();
+                        status["started"] = false.into();
+                        status["state"] = json!({ "terminated": terminated });
+                    }
+                    status
+                })
+                .collect();
+            let mut status = json!({"containerStatuses": containers});
+            if !self.restart {
+                let phase = if self.code == 0 {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                };
+                let not_ready = |t: &str| {
+                    json!({"type": t, "status": "False", "reason": "PodCompleted",
+                                                 "lastProbeTime": null, "lastTransitionTime": finished})
+                };
+                let ready = |t: &str| {
+                    json!({"type": t, "status": "True", "lastProbeTime": null,
+                                             "lastTransitionTime": finished})
+                };
+                status["phase"] = phase.into();
+                status["conditions"] = json!([
+                    ready("PodReadyToStartContainers"),
+                    ready("Initialized"),
+                    not_ready("Ready"),
+                    not_ready("ContainersReady"),
+                    ready("PodScheduled")
+                ]);
+            }
+            let patch = json!({"metadata": {"uid": uid}, "status": status});
+            {
+                let _slot = slots.acquire().await;
+                if let Err(e) = api
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    tracing::debug!(pod = %name, "simulated pod exit: {e}");
+                    return;
+                }
+            }
+            if !self.restart {
+                return;
+            }
+            restarts += 1;
+        }
+    }
+}
+
+/// `500ms`, `2s`, `1.5s`, `1m`, `1h`: a duration of Go's simplest forms.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let (number, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -275,5 +425,49 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: &[(&str, &str)], policy: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": annotations.iter().copied().collect::<std::collections::BTreeMap<_, _>>()},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "i"}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn durations_of_go_simplest_forms() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("3d"), None);
+    }
+
+    #[test]
+    fn a_stage_ends_or_restarts_by_the_restart_policy() {
+        let stage = |a: &[(&str, &str)], policy| Stage::of(&pod(a, policy));
+        assert_eq!(stage(&[], "Never"), None);
+        assert_eq!(stage(&[(EXIT_AFTER, "soon")], "Never"), None);
+        let ends = stage(&[(EXIT_AFTER, "1s")], "Never").expect("a stage");
+        assert_eq!((ends.code, ends.restart), (0, false));
+        let fails = stage(&[(EXIT_AFTER, "1s"), (EXIT_CODE, "3")], "Never").expect("a stage");
+        assert_eq!((fails.code, fails.restart), (3, false));
+        let retried = stage(&[(EXIT_AFTER, "1s"), (EXIT_CODE, "3")], "OnFailure").expect("a stage");
+        assert!(retried.restart);
+        let done = stage(&[(EXIT_AFTER, "1s")], "OnFailure").expect("a stage");
+        assert!(!done.restart);
+        assert!(
+            stage(&[(EXIT_AFTER, "1s")], "Always")
+                .expect("a stage")
+                .restart
+        );
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod deployment;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace_defaults;
 pub mod node_ipam;
+mod pods;
 pub mod replicaset;
 
 /// What the controllers need to know of the cluster.
@@ -34,6 +36,7 @@ pub async fn run(client: kube::Client, config: Config) {
         node_ipam::run(client.clone(), config.cluster_cidr),
         replicaset::run(client.clone(), recorder("replicaset-controller")),
         deployment::run(client.clone(), recorder("deployment-controller")),
+        job::run(client.clone(), recorder("job-controller")),
         namespace_defaults::run(client.clone(), config.ca_pem),
     );
 }

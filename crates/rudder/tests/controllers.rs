@@ -438,3 +438,125 @@ async fn concurrent_evictions_cannot_both_pass_one_budget() {
     let disrupted = status.disrupted_pods.unwrap_or_default();
     assert_eq!(disrupted.len(), 1, "{disrupted:?}");
 }
+
+/// Jobs run to completion on simulated nodes (whose pods exit as their
+/// `sim.rudder.dev/exit-after` annotation says), with kubectl: a parallel
+/// Job, an Indexed one, one failing past its backoffLimit and one failed
+/// by its pod failure policy.
+#[test]
+fn jobs_complete_or_fail_as_kubernetes_jobs_do() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "2"]);
+    let job = |name: &str, spec: &str, exit_code: u32| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  template:\n    metadata:\n      annotations: {{sim.rudder.dev/exit-after: 300ms, sim.rudder.dev/exit-code: \"{exit_code}\"}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: main, image: busybox}}]\n"
+        )
+    };
+    c.apply(33, &job("pi", "  completions: 4\n  parallelism: 2\n", 0));
+    c.apply(
+        33,
+        &job(
+            "shards",
+            "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n",
+            0,
+        ),
+    );
+    c.apply(33, &job("broken", "  backoffLimit: 0\n", 1));
+    c.apply(
+        33,
+        &job(
+            "policy",
+            "  backoffLimit: 5\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {operator: In, values: [42]}\n",
+            42,
+        ),
+    );
+    let wait = |condition: &str, job: &str| {
+        c.ok(
+            33,
+            &[
+                "wait",
+                &format!("--for=condition={condition}"),
+                &format!("job/{job}"),
+                "--timeout=60s",
+            ],
+        )
+    };
+    wait("complete", "pi");
+    wait("complete", "shards");
+    wait("failed", "broken");
+    wait("failed", "policy");
+
+    let get =
+        |job: &str, path: &str| c.ok(33, &["get", "job", job, "-o", &format!("jsonpath={path}")]);
+    assert_eq!(get("pi", "{.status.succeeded} {.status.failed}"), "4 ");
+    let table = c.ok(33, &["get", "job", "pi"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["pi", "Complete", "4/4"], "{table}");
+    assert_eq!(get("shards", "{.status.completedIndexes}"), "0-2");
+    assert_eq!(
+        get(
+            "broken",
+            "{.status.conditions[?(@.type==\"Failed\")].reason}"
+        ),
+        "BackoffLimitExceeded"
+    );
+    assert_eq!(
+        get(
+            "policy",
+            "{.status.conditions[?(@.type==\"Failed\")].reason}"
+        ),
+        "PodFailurePolicy"
+    );
+    assert!(
+        get(
+            "policy",
+            "{.status.conditions[?(@.type==\"Failed\")].message}"
+        )
+        .contains("failed with exit code 42 matching FailJob rule at index 0")
+    );
+
+    // Every pod was counted and let go of its tracking finalizer; an
+    // Indexed Job's pods carry their index, hostname and environment.
+    let finalizers = c.ok(
+        33,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.finalizers}{end}",
+        ],
+    );
+    assert_eq!(finalizers, "", "pods still tracked");
+    let shards = c.ok(
+        33,
+        &[
+            "get", "pods", "-l", "job-name=shards", "-o",
+            "jsonpath={range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index} {.spec.hostname} {.spec.containers[0].env[0].name}{\"\\n\"}{end}",
+        ],
+    );
+    let mut shards: Vec<&str> = shards.lines().collect();
+    shards.sort();
+    assert_eq!(
+        shards,
+        [
+            "0 shards-0 JOB_COMPLETION_INDEX",
+            "1 shards-1 JOB_COMPLETION_INDEX",
+            "2 shards-2 JOB_COMPLETION_INDEX"
+        ]
+    );
+    let events = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=pi",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+    );
+    assert!(
+        events.contains("SuccessfulCreate") && events.contains("Completed"),
+        "{events}"
+    );
+}

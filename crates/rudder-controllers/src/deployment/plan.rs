@@ -106,7 +106,7 @@ pub fn template_hash(template: &PodTemplateSpec, collisions: i32) -> String {
     let digits = h.to_string();
     digits
         .bytes()
-        .map(|d| char::from(ALPHABET[usize::from(d - b'0') % ALPHABET.len()]))
+        .map(|d| char::from(ALPHABET[usize::from(d) % ALPHABET.len()]))
         .collect()
 }
 

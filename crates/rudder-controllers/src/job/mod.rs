@@ -1,0 +1,245 @@
+//! The Job controller: runs a Job's pods to its completions (NonIndexed
+//! or Indexed, `parallelism` at a time), retries failures with back-off up
+//! to `backoffLimit` (or per index), applies its pod failure and success
+//! policies, its deadline and suspension, and writes the status and
+//! conditions that `kubectl get/wait/describe job` read.
+//!
+//! Wiring only: the decisions are [`plan::plan`]. It runs on kube-runtime's
+//! `Controller`, woken by its Jobs and by the pods they own. Each reconcile
+//! lists the Job's pods by its selector from the API server (a consistent
+//! list), and every status write is a compare-and-swap on the Job's
+//! resourceVersion, so a stale cache cannot count a pod twice.
+
+pub mod indexes;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use rudder_api::selector::selector_string;
+use rudder_runtime::events::{Kind, Recorder};
+use serde_json::json;
+
+use plan::{INDEX, INDEX_FAILURES, TRACKING_FINALIZER};
+
+use crate::{Context, Error};
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, recorder: Recorder) {
+    let jobs: Api<Job> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let context = Arc::new(Context { client, recorder });
+    Controller::new(jobs, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .run(reconcile, error_policy, context)
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+async fn reconcile(job: Arc<Job>, cx: Arc<Context>) -> Result<Action, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
+    let selector = job
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::to_value(&s.selector).ok())
+        .map(|s| selector_string(&s))
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let listed = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let mine: Vec<Pod> = crate::controlled_by(&listed, &uid)
+        .into_iter()
+        .cloned()
+        .collect();
+    let now = rudder_api::time::now();
+    let plan = plan::plan(&job, &mine, now);
+    let job_ref = job.object_ref(&());
+
+    // The status first: a pod's finalizer goes only once the status
+    // counts it (as uncounted), so no pod is lost or counted twice.
+    if job.status.as_ref() != Some(&plan.status) {
+        let jobs: Api<Job> = Api::namespaced(cx.client.clone(), &ns);
+        let mut updated = (*job).clone();
+        updated.status = Some(plan.status.clone());
+        jobs.replace_status(&name, &PostParams::default(), &updated)
+            .await?;
+    }
+    for (kind, reason, message) in &plan.events {
+        cx.recorder
+            .record_object(&job_ref, *kind, reason, message.clone());
+    }
+    let remove = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}});
+    for pod in &plan.finalize {
+        match pods
+            .patch(pod, &PatchParams::default(), &Patch::Strategic(&remove))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for pod in &plan.delete {
+        if plan.uncount_deleted {
+            // Let go first: a pod stopped on purpose is not a failure.
+            match pods
+                .patch(pod, &PatchParams::default(), &Patch::Strategic(&remove))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let uid = mine
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(pod))
+            .and_then(|p| p.metadata.uid.clone());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match pods.delete(pod, &params).await {
+            Ok(_) => cx.recorder.record_object(
+                &job_ref,
+                Kind::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {pod}"),
+            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !plan.create.is_empty() {
+        create(&cx, &job, &pods, &mine, &plan.create).await?;
+    }
+    Ok(match plan.recheck_in {
+        Some(secs) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
+        None => Action::await_change(),
+    })
+}
+
+/// Creates the pods, in batches of 1, 2, 4, … (kube's slow start).
+async fn create(
+    cx: &Context,
+    job: &Job,
+    pods: &Api<Pod>,
+    mine: &[Pod],
+    wanted: &[Option<i32>],
+) -> Result<(), Error> {
+    let params = PostParams::default();
+    let mut left = wanted;
+    let mut batch = 1;
+    while !left.is_empty() {
+        let (now, rest) = left.split_at(batch.min(left.len()));
+        let made: Vec<Pod> = now
+            .iter()
+            .map(|i| pod_for(job, *i, i.map_or(0, |i| plan::failures_of_index(mine, i))))
+            .collect::<Result<_, _>>()?;
+        let results =
+            futures_util::future::join_all(made.iter().map(|p| pods.create(&params, p))).await;
+        for result in results {
+            match result {
+                Ok(created) => cx.recorder.record_object(
+                    &job.object_ref(&()),
+                    Kind::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", created.name_any()),
+                ),
+                Err(e) => {
+                    cx.recorder.record_object(
+                        &job.object_ref(&()),
+                        Kind::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
+        left = rest;
+        batch *= 2;
+    }
+    Ok(())
+}
+
+/// A pod of `job`, from its template: owned by it, tracked by its
+/// finalizer and, for an Indexed Job, carrying its completion index (label,
+/// annotation, `JOB_COMPLETION_INDEX` and the hostname `<job>-<index>`).
+fn pod_for(job: &Job, index: Option<i32>, index_failures: i32) -> Result<Pod, Error> {
+    let name = job.name_any();
+    let template = job.spec.as_ref().map(|s| s.template.clone());
+    let mut pod = serde_json::to_value(template.unwrap_or_default()).unwrap_or_default();
+    pod["apiVersion"] = "v1".into();
+    pod["kind"] = "Pod".into();
+    if !pod["metadata"].is_object() {
+        pod["metadata"] = json!({});
+    }
+    let meta = &mut pod["metadata"];
+    meta["ownerReferences"] = json!([{
+        "apiVersion": "batch/v1", "kind": "Job", "name": name,
+        "uid": job.metadata.uid, "controller": true, "blockOwnerDeletion": true,
+    }]);
+    meta["finalizers"] = json!([TRACKING_FINALIZER]);
+    match index {
+        None => meta["generateName"] = format!("{name}-").into(),
+        Some(i) => {
+            meta["generateName"] = format!("{name}-{i}-").into();
+            for map in ["labels", "annotations"] {
+                if !meta[map].is_object() {
+                    meta[map] = json!({});
+                }
+                meta[map][INDEX] = i.to_string().into();
+            }
+            if job
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.backoff_limit_per_index.is_some())
+            {
+                meta["annotations"][INDEX_FAILURES] = index_failures.to_string().into();
+            }
+            let spec = &mut pod["spec"];
+            if spec["hostname"].as_str().is_none_or(str::is_empty) {
+                spec["hostname"] = format!("{name}-{i}").into();
+            }
+            let env = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                "fieldPath": format!("metadata.labels['{INDEX}']")}}});
+            for list in ["initContainers", "containers"] {
+                for c in spec[list].as_array_mut().into_iter().flatten() {
+                    if !c["env"].is_array() {
+                        c["env"] = json!([]);
+                    }
+                    if let Some(vars) = c["env"].as_array_mut()
+                        && !vars.iter().any(|v| v["name"] == "JOB_COMPLETION_INDEX")
+                    {
+                        vars.push(env.clone());
+                    }
+                }
+            }
+        }
+    }
+    serde_json::from_value(pod).map_err(|e| Error(kube::Error::SerdeError(e)))
+}
+
+fn error_policy(job: Arc<Job>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(job = %job.name_any(), "job controller: {error}");
+    let conflict = matches!(&error.0, kube::Error::Api(e) if e.code == 409);
+    Action::requeue(Duration::from_millis(if conflict { 100 } else { 1000 }))
+}
