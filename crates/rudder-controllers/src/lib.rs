@@ -2,8 +2,10 @@
 //! crate, over HTTPS to the API server), level-triggered: it compares what
 //! is with what should be and acts, and is safe to run again at any time.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod namespace_defaults;
 pub mod node_ipam;
@@ -37,6 +39,7 @@ pub async fn run(client: kube::Client, config: Config) {
         replicaset::run(client.clone(), recorder("replicaset-controller")),
         deployment::run(client.clone(), recorder("deployment-controller")),
         job::run(client.clone(), recorder("job-controller")),
+        daemonset::run(client.clone(), recorder("daemonset-controller")),
         namespace_defaults::run(client.clone(), config.ca_pem),
     );
 }

@@ -5,3 +5,4 @@
 pub mod events;
 pub mod leader;
 pub mod relist;
+pub mod selectors;

@@ -560,3 +560,70 @@ fn jobs_complete_or_fail_as_kubernetes_jobs_do() {
         "{events}"
     );
 }
+
+/// A DaemonSet runs one pod on every simulated node and rolls a new
+/// image out node by node, with kubectl's rollout status, history and
+/// undo.
+#[test]
+fn daemon_sets_cover_every_node_and_roll_out_with_kubectl() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "3"]);
+    c.apply(
+        33,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec: {containers: [{name: c, image: 'agent:1'}]}\n",
+    );
+    let status = c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(
+        status.contains("daemon set \"agent\" successfully rolled out"),
+        "{status}"
+    );
+    let placed = || {
+        let out = c.ok(
+            33,
+            &["get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.spec.containers[0].image}{\"\\n\"}{end}"],
+        );
+        let mut lines: Vec<String> = out.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        placed(),
+        ["sim-0 agent:1", "sim-1 agent:1", "sim-2 agent:1"]
+    );
+    let table = c.ok(33, &["get", "ds", "agent"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..6], ["agent", "3", "3", "3", "3", "3"], "{table}");
+
+    c.ok(33, &["set", "image", "ds/agent", "c=agent:2"]);
+    c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert_eq!(
+        placed(),
+        ["sim-0 agent:2", "sim-1 agent:2", "sim-2 agent:2"]
+    );
+    let history = c.ok(33, &["rollout", "history", "ds/agent"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    c.ok(33, &["rollout", "undo", "ds/agent"]);
+    c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert_eq!(
+        placed(),
+        ["sim-0 agent:1", "sim-1 agent:1", "sim-2 agent:1"]
+    );
+    let history = c.ok(33, &["rollout", "history", "ds/agent"]);
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 ") && !history.contains("\n1 "),
+        "the undone revision is the newest: {history}"
+    );
+
+    // Every pod tolerates what daemon pods tolerate and is pinned to its node.
+    let pinned = c.ok(
+        33,
+        &["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[0].spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key} {.items[0].spec.tolerations[*].key}"],
+    );
+    assert!(
+        pinned.starts_with("metadata.name ") && pinned.contains("node.kubernetes.io/unschedulable"),
+        "{pinned}"
+    );
+}

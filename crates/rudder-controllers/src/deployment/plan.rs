@@ -102,12 +102,7 @@ pub fn template_hash(template: &PodTemplateSpec, collisions: i32) -> String {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let digits = h.to_string();
-    digits
-        .bytes()
-        .map(|d| char::from(ALPHABET[usize::from(d) % ALPHABET.len()]))
-        .collect()
+    crate::history::safe_encode(h)
 }
 
 /// The replicas the new ReplicaSet should have now in a rolling update

@@ -9,7 +9,7 @@
 //! [`Snapshot`] and the pod, never the API.
 
 pub mod fxhash;
-pub mod labels;
+pub use rudder_runtime::selectors as labels;
 pub mod types;
 
 use std::any::Any;

@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 
-use crate::framework::labels::{NodeSelectorTerms, Selector};
 use crate::framework::{
     ClusterEvent, CycleState, Filter, MAX_NODE_SCORE, NodeInfo, PodInfo, PreFilter,
     PreFilterResult, PreScore, Score, Snapshot, Status,
 };
+use rudder_runtime::selectors::{NodeSelectorTerms, RequiredNodeAffinity};
 
 pub const NAME: &str = "NodeAffinity";
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -39,42 +39,19 @@ impl crate::framework::Plugin for NodeAffinity {
 
 /// The pod's node selector and required terms, parsed once per cycle.
 #[derive(Debug)]
-pub struct Required {
-    selector: Option<Selector>,
-    terms: Option<NodeSelectorTerms>,
-}
+pub struct Required(RequiredNodeAffinity);
 
 impl Required {
     pub fn of(pod: &PodInfo) -> Self {
-        let spec = pod.spec();
-        Self {
-            selector: spec
-                .and_then(|s| s.node_selector.as_ref())
-                .filter(|m| !m.is_empty())
-                .map(Selector::from_map),
-            terms: spec
-                .and_then(|s| s.affinity.as_ref())
-                .and_then(|a| a.node_affinity.as_ref())
-                .and_then(|a| {
-                    a.required_during_scheduling_ignored_during_execution
-                        .as_ref()
-                })
-                .map(NodeSelectorTerms::new),
-        }
+        Self(RequiredNodeAffinity::of(pod.spec()))
     }
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
-        self.selector
-            .as_ref()
-            .is_none_or(|s| s.matches(&node.labels))
-            && self
-                .terms
-                .as_ref()
-                .is_none_or(|t| t.matches(&node.name, &node.labels))
+        self.0.matches(&node.name, &node.labels)
     }
 
     fn is_empty(&self) -> bool {
-        self.selector.is_none() && self.terms.is_none()
+        self.0.is_empty()
     }
 }
 

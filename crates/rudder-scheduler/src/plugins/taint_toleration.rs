@@ -2,7 +2,7 @@
 //! that do not tolerate them; PreferNoSchedule taints a pod does not
 //! tolerate lower the node's score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
 use crate::framework::{ClusterEvent, CycleState, Filter, NodeInfo, PodInfo, Score, Status};
 
@@ -26,27 +26,7 @@ impl crate::framework::Plugin for TaintToleration {
     }
 }
 
-/// Whether a toleration tolerates a taint (`Toleration.ToleratesTaint`):
-/// same effect (or any), same key (or any, with Exists), and for Equal the
-/// same value.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
+pub use rudder_runtime::selectors::tolerates;
 
 impl Filter for TaintToleration {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
@@ -92,6 +72,7 @@ impl Score for TaintToleration {
 mod tests {
     use super::*;
     use crate::plugins::testing::{node, pod};
+    use k8s_openapi::api::core::v1::Taint;
 
     fn toleration(
         key: Option<&str>,

@@ -1,9 +1,13 @@
-//! Label selectors and node selector terms on typed objects, with
-//! apimachinery's semantics (`labels.Selector`, `NodeSelectorRequirement`).
+//! Label selectors, node selector terms and tolerations on typed objects,
+//! with apimachinery's semantics (`labels.Selector`,
+//! `NodeSelectorRequirement`, `Toleration.ToleratesTaint`): what the
+//! scheduler and the DaemonSet controller both decide pods' places by.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +191,77 @@ impl NodeSelectorTerms {
                 && fields.iter().all(|r| r.matches(Some(name)))
         })
     }
+}
+
+/// A pod's `spec.nodeSelector` and required node affinity together
+/// (kube's `GetRequiredNodeAffinity`): a node must match both.
+#[derive(Debug, Clone, Default)]
+pub struct RequiredNodeAffinity {
+    selector: Option<Selector>,
+    terms: Option<NodeSelectorTerms>,
+}
+
+impl RequiredNodeAffinity {
+    pub fn of(spec: Option<&PodSpec>) -> Self {
+        Self {
+            selector: spec
+                .and_then(|s| s.node_selector.as_ref())
+                .filter(|m| !m.is_empty())
+                .map(Selector::from_map),
+            terms: spec
+                .and_then(|s| s.affinity.as_ref())
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .map(NodeSelectorTerms::new),
+        }
+    }
+
+    /// Whether the node named `name` with `labels` matches.
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.as_ref().is_none_or(|s| s.matches(labels))
+            && self.terms.as_ref().is_none_or(|t| t.matches(name, labels))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.selector.is_none() && self.terms.is_none()
+    }
+}
+
+/// Whether a toleration tolerates a taint (`Toleration.ToleratesTaint`):
+/// same effect (or any), same key (or any, with Exists), and for Equal the
+/// same value.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
+        && effect != taint.effect
+    {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or_default();
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => {
+            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
+        _ => false,
+    }
+}
+
+/// The first of `taints` with one of `effects` that no toleration
+/// tolerates (kube's `FindMatchingUntoleratedTaint`).
+pub fn untolerated<'t>(
+    taints: &'t [Taint],
+    tolerations: &[Toleration],
+    effects: &[&str],
+) -> Option<&'t Taint> {
+    taints.iter().find(|taint| {
+        effects.contains(&taint.effect.as_str()) && !tolerations.iter().any(|t| tolerates(t, taint))
+    })
 }
 
 #[cfg(test)]
