@@ -374,8 +374,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: i64) 
     plan.create.truncate(BURST);
     plan.delete.truncate(BURST);
 
-    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    status.desired_number_scheduled = count(desired);
+    status.desired_number_scheduled = i32::try_from(desired).unwrap_or(i32::MAX);
     let available_n = status.number_available.unwrap_or(0);
     status.number_unavailable =
         Some(status.desired_number_scheduled - available_n).filter(|n| *n > 0);
