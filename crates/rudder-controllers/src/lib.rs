@@ -11,6 +11,7 @@ pub mod namespace_defaults;
 pub mod node_ipam;
 mod pods;
 pub mod replicaset;
+pub mod statefulset;
 
 /// What the controllers need to know of the cluster.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub async fn run(client: kube::Client, config: Config) {
         deployment::run(client.clone(), recorder("deployment-controller")),
         job::run(client.clone(), recorder("job-controller")),
         daemonset::run(client.clone(), recorder("daemonset-controller")),
+        statefulset::run(client.clone(), recorder("statefulset-controller")),
         namespace_defaults::run(client.clone(), config.ca_pem),
     );
 }

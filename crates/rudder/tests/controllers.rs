@@ -627,3 +627,135 @@ fn daemon_sets_cover_every_node_and_roll_out_with_kubectl() {
         "{pinned}"
     );
 }
+
+/// A StatefulSet's pods come in order with stable names, hostnames and
+/// claims; a deleted pod comes back under its name; scaling down removes
+/// the highest ordinal and keeps its claim; a new image rolls out from
+/// the highest ordinal down.
+#[test]
+fn stateful_sets_keep_names_order_and_claims() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "2"]);
+    c.apply(
+        33,
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: c, image: 'db:1', volumeMounts: [{name: data, mountPath: /data}]}]}\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    );
+    let status = c.ok(33, &["rollout", "status", "sts/db", "--timeout=60s"]);
+    assert!(
+        status.contains("3 new pods have been updated") || status.contains("roll out complete"),
+        "{status}"
+    );
+    let pods = || {
+        c.ok(
+            33,
+            &["get", "pods", "-l", "app=db", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.hostname}.{.spec.subdomain} {.spec.volumes[0].persistentVolumeClaim.claimName} {.spec.containers[0].image}{\"\\n\"}{end}"],
+        )
+    };
+    assert_eq!(
+        pods(),
+        "db-0 db-0.db data-db-0 db:1\ndb-1 db-1.db data-db-1 db:1\ndb-2 db-2.db data-db-2 db:1\n"
+    );
+    let created = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=db,reason=SuccessfulCreate",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ],
+    );
+    let order: Vec<&str> = created
+        .lines()
+        .filter(|l| l.starts_with("create Pod"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "create Pod db-0 in StatefulSet db successful",
+            "create Pod db-1 in StatefulSet db successful",
+            "create Pod db-2 in StatefulSet db successful"
+        ],
+        "{created}"
+    );
+    assert!(
+        created.contains("create Claim data-db-0 Pod db-0 in StatefulSet db success"),
+        "{created}"
+    );
+    let claims = c.ok(
+        33,
+        &["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"],
+    );
+    assert_eq!(claims, "data-db-0 data-db-1 data-db-2");
+
+    // A deleted pod comes back under its name.
+    let uid = |c: &Cluster| {
+        c.ok(
+            33,
+            &["get", "pod", "db-1", "-o", "jsonpath={.metadata.uid}"],
+        )
+    };
+    let before = uid(&c);
+    // kubectl waits for the old pod to be gone, then for the new one.
+    c.ok(33, &["delete", "pod", "db-1"]);
+    c.ok(33, &["wait", "--for=create", "pod/db-1", "--timeout=60s"]);
+    c.ok(
+        33,
+        &["wait", "--for=condition=Ready", "pod/db-1", "--timeout=60s"],
+    );
+    let after = uid(&c);
+    assert_ne!(after, before, "db-1 was not made again");
+
+    // A new image, from the highest ordinal down.
+    c.ok(33, &["set", "image", "sts/db", "c=db:2"]);
+    c.ok(33, &["rollout", "status", "sts/db", "--timeout=60s"]);
+    assert!(pods().lines().all(|l| l.ends_with("db:2")), "{}", pods());
+    let deleted = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=db,reason=SuccessfulDelete",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ],
+    );
+    let order: Vec<&str> = deleted.lines().collect();
+    assert_eq!(
+        order,
+        [
+            "delete Pod db-2 in StatefulSet db successful",
+            "delete Pod db-1 in StatefulSet db successful",
+            "delete Pod db-0 in StatefulSet db successful"
+        ]
+    );
+    let history = c.ok(33, &["rollout", "history", "sts/db"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+
+    // Scaled down: the highest ordinal goes, its claim stays (Retain).
+    c.ok(33, &["scale", "sts/db", "--replicas=1"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=delete",
+            "pod/db-1",
+            "pod/db-2",
+            "--timeout=60s",
+        ],
+    );
+    assert_eq!(pods(), "db-0 db-0.db data-db-0 db:2\n");
+    let claims = c.ok(
+        33,
+        &["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"],
+    );
+    assert_eq!(claims, "data-db-0 data-db-1 data-db-2");
+    let table = c.ok(33, &["get", "sts", "db"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["db", "1/1"], "{table}");
+}
