@@ -8,6 +8,7 @@
 //! where validation and defaulting need it.
 
 pub mod conversion;
+pub mod cron;
 pub mod defaults;
 pub mod managed;
 pub mod net;

@@ -2,6 +2,7 @@
 //! crate, over HTTPS to the API server), level-triggered: it compares what
 //! is with what should be and acts, and is safe to run again at any time.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod garbage_collector;
@@ -12,6 +13,7 @@ pub mod node_ipam;
 mod pods;
 pub mod replicaset;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 /// What the controllers need to know of the cluster.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub async fn run(client: kube::Client, config: Config) {
         replicaset::run(client.clone(), recorder("replicaset-controller")),
         deployment::run(client.clone(), recorder("deployment-controller")),
         job::run(client.clone(), recorder("job-controller")),
+        cronjob::run(client.clone(), recorder("cronjob-controller")),
+        ttl_after_finished::run(client.clone(), recorder("ttl-after-finished-controller")),
         daemonset::run(client.clone(), recorder("daemonset-controller")),
         statefulset::run(client.clone(), recorder("statefulset-controller")),
         namespace_defaults::run(client.clone(), config.ca_pem),

@@ -759,3 +759,215 @@ fn stateful_sets_keep_names_order_and_claims() {
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..2], ["db", "1/1"], "{table}");
 }
+
+/// A CronJob starts its Jobs on schedule and keeps its history limits; a
+/// Job made from it by hand runs apart from them; a finished Job with a
+/// TTL goes away; bad schedules and time zones are refused as
+/// kube-apiserver refuses them.
+#[test]
+fn cron_jobs_run_on_schedule_and_keep_their_history() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "1"]);
+    let cron = |name: &str, schedule: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {name}}}\nspec:\n  schedule: '{schedule}'\n{extra}  jobTemplate:\n    spec:\n      template:\n        metadata: {{annotations: {{sim.rudder.dev/exit-after: 100ms}}}}\n        spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}\n"
+        )
+    };
+    let file = c.dir.path().join("bad.yaml");
+    let refused = |yaml: &str| {
+        std::fs::write(&file, yaml).unwrap();
+        c.fails(33, &["apply", "-f", file.to_str().unwrap()])
+    };
+    let err = refused(&cron("bad", "61 * * * *", ""));
+    assert!(
+        err.contains(
+            "spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61"
+        ),
+        "{err}"
+    );
+    let err = refused(&cron("bad", "TZ=UTC 0 * * * *", ""));
+    assert!(
+        err.contains("cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+        "{err}"
+    );
+    let err = refused(&cron("bad", "0 * * * *", "  timeZone: Europe/Pariss\n"));
+    assert!(
+        err.contains(
+            "spec.timeZone: Invalid value: \"Europe/Pariss\": unknown time zone Europe/Pariss"
+        ),
+        "{err}"
+    );
+
+    // A Job's name is its scheduled minute, so one is due at most each
+    // minute: a last schedule ten minutes ago makes this minute's due now.
+    c.apply(
+        33,
+        &cron(
+            "tick",
+            "* * * * *",
+            "  successfulJobsHistoryLimit: 1\n  timeZone: Europe/Berlin\n",
+        ),
+    );
+    let get = |path: &str| {
+        c.ok(
+            33,
+            &["get", "cronjob", "tick", "-o", &format!("jsonpath={path}")],
+        )
+    };
+    let past = rudder_api::time::rfc3339(rudder_api::time::now() - 600);
+    c.ok(
+        33,
+        &[
+            "patch",
+            "cronjob",
+            "tick",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!("{{\"status\":{{\"lastScheduleTime\":\"{past}\"}}}}"),
+        ],
+    );
+    // Waits until a Job of it has completed.
+    c.ok(
+        33,
+        &[
+            "wait",
+            "cronjob/tick",
+            "--for=jsonpath={.status.lastSuccessfulTime}",
+            "--timeout=60s",
+        ],
+    );
+    let job = c.ok(
+        33,
+        &["get", "jobs", "-o", "jsonpath={.items[*].metadata.name}"],
+    );
+    assert!(job.starts_with("tick-"), "no Job started: {job:?}");
+    // Suspended, it starts no more (its history is still kept).
+    c.ok(
+        33,
+        &[
+            "patch",
+            "cronjob",
+            "tick",
+            "--type=merge",
+            "-p",
+            "{\"spec\":{\"suspend\":true}}",
+        ],
+    );
+    let job = job.split_whitespace().next().unwrap().to_string();
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=complete",
+            &format!("job/{job}"),
+            "--timeout=60s",
+        ],
+    );
+    let at = c.ok(
+        33,
+        &[
+            "get",
+            "job",
+            &job,
+            "-o",
+            "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+        ],
+    );
+    assert!(
+        at.ends_with(":00+01:00") || at.ends_with(":00+02:00"),
+        "Berlin's clock: {at}"
+    );
+    // Two more of its Jobs, done: the history keeps the one that started
+    // last.
+    let uid = get("{.metadata.uid}");
+    for name in ["tick-a", "tick-b"] {
+        c.apply(
+            33,
+            &format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n  ownerReferences: [{{apiVersion: batch/v1, kind: CronJob, name: tick, uid: {uid}, controller: true}}]\nspec:\n  template:\n    metadata: {{annotations: {{sim.rudder.dev/exit-after: 100ms}}}}\n    spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}\n"),
+        );
+    }
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=delete",
+            "job/tick-a",
+            &format!("job/{job}"),
+            "--timeout=60s",
+        ],
+    );
+    let left = c.ok(
+        33,
+        &["get", "jobs", "-o", "jsonpath={.items[*].metadata.name}"],
+    );
+    assert_eq!(left, "tick-b", "the Complete Job that started last stays");
+    let deleted = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick,reason=SuccessfulDelete",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(deleted.contains("Deleted job tick-a"), "{deleted}");
+    let saw = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick,reason=SawCompletedJob",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(
+        saw.contains(&format!("Saw completed job: {job}, status: Complete")),
+        "{saw}"
+    );
+    assert!(!get("{.status.lastSuccessfulTime}").is_empty());
+    let table = c.ok(33, &["get", "cronjob", "tick"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..8],
+        ["tick", "*", "*", "*", "*", "*", "Europe/Berlin", "True"],
+        "{table}"
+    );
+
+    // By hand: kubectl's Job runs, outside the CronJob's active list
+    // (kubectl makes the CronJob its controller, so the history limit
+    // counts it: raised, not to race it).
+    c.ok(
+        33,
+        &[
+            "patch",
+            "cronjob",
+            "tick",
+            "--type=merge",
+            "-p",
+            "{\"spec\":{\"successfulJobsHistoryLimit\":5}}",
+        ],
+    );
+    c.ok(33, &["create", "job", "manual", "--from=cronjob/tick"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/manual",
+            "--timeout=60s",
+        ],
+    );
+    assert!(!get("{.status.active[*].name}").contains("manual"));
+
+    // A finished Job with ttlSecondsAfterFinished: 0 is deleted.
+    c.apply(
+        33,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: brief}\nspec:\n  ttlSecondsAfterFinished: 0\n  template:\n    metadata: {annotations: {sim.rudder.dev/exit-after: 100ms}}\n    spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}\n",
+    );
+    c.ok(33, &["wait", "--for=delete", "job/brief", "--timeout=60s"]);
+}

@@ -218,19 +218,8 @@ pub fn validate_spec(group: &str, kind: &str, object: &Value) -> Vec<Cause> {
         }
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
         | ("", "ReplicationController") => workload(&mut c, kind, spec),
-        ("batch", "Job") => {
-            c.non_negative(spec, "parallelism", "spec.parallelism");
-            c.non_negative(spec, "completions", "spec.completions");
-            c.non_negative(spec, "backoffLimit", "spec.backoffLimit");
-            let policy = &spec["template"]["spec"]["restartPolicy"];
-            if policy != "OnFailure" && policy != "Never" {
-                c.push(Cause::not_supported(
-                    "spec.template.spec.restartPolicy",
-                    &policy.to_string(),
-                    &["OnFailure", "Never"],
-                ));
-            }
-        }
+        ("batch", "CronJob") => cron_job(&mut c, object),
+        ("batch", "Job") => job_spec(&mut c, spec, "spec"),
         _ => {}
     }
     c.0
@@ -287,6 +276,86 @@ pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec
         _ => {}
     }
     c.0
+}
+
+/// A CronJob's schedule, time zone, policies and Job template (kube's
+/// `ValidateCronJobCreate`).
+fn cron_job(c: &mut Checker, object: &Value) {
+    let spec = &object["spec"];
+    if let Some(name) = object["metadata"]["name"].as_str()
+        && name.len() > 52
+    {
+        c.push(Cause::invalid(
+            "metadata.name",
+            &Value::from(name).to_string(),
+            "must be no more than 52 characters",
+        ));
+    }
+    match spec["schedule"].as_str() {
+        None | Some("") => c.push(Cause::required("spec.schedule", "")),
+        Some(schedule) => {
+            if let Err(e) = crate::cron::parse(schedule) {
+                c.push(Cause::invalid(
+                    "spec.schedule",
+                    &Value::from(schedule).to_string(),
+                    &e,
+                ));
+            } else if schedule.contains("TZ") {
+                c.push(Cause::invalid(
+                    "spec.schedule",
+                    &Value::from(schedule).to_string(),
+                    crate::cron::TZ_IN_SCHEDULE,
+                ));
+            }
+        }
+    }
+    if let Some(zone) = spec["timeZone"].as_str()
+        && let Err(e) = crate::cron::Zone::load(zone)
+    {
+        c.push(Cause::invalid(
+            "spec.timeZone",
+            &Value::from(zone).to_string(),
+            &e,
+        ));
+    }
+    c.one_of(
+        spec,
+        "concurrencyPolicy",
+        "spec.concurrencyPolicy",
+        &["Allow", "Forbid", "Replace"],
+    );
+    c.non_negative(
+        spec,
+        "startingDeadlineSeconds",
+        "spec.startingDeadlineSeconds",
+    );
+    c.non_negative(
+        spec,
+        "successfulJobsHistoryLimit",
+        "spec.successfulJobsHistoryLimit",
+    );
+    c.non_negative(
+        spec,
+        "failedJobsHistoryLimit",
+        "spec.failedJobsHistoryLimit",
+    );
+    job_spec(c, &spec["jobTemplate"]["spec"], "spec.jobTemplate.spec");
+}
+
+/// A Job's spec at `path`: counts not negative, its pods OnFailure or
+/// Never.
+fn job_spec(c: &mut Checker, spec: &Value, path: &str) {
+    c.non_negative(spec, "parallelism", &format!("{path}.parallelism"));
+    c.non_negative(spec, "completions", &format!("{path}.completions"));
+    c.non_negative(spec, "backoffLimit", &format!("{path}.backoffLimit"));
+    let policy = &spec["template"]["spec"]["restartPolicy"];
+    if policy != "OnFailure" && policy != "Never" {
+        c.push(Cause::not_supported(
+            &format!("{path}.template.spec.restartPolicy"),
+            &policy.to_string(),
+            &["OnFailure", "Never"],
+        ));
+    }
 }
 
 /// A workload's selector (required, not empty, matching its template's
