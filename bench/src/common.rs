@@ -1,6 +1,13 @@
-//! What every benchmark binary shares: run length and row selection.
+//! What every benchmark binary shares: run length and row selection, and
+//! a server with simulated nodes.
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
 
 /// How long each timed row runs: `BENCH_SECONDS` (default 3).
 pub(crate) fn seconds() -> Duration {
@@ -95,4 +102,110 @@ pub(crate) fn stop<'a>(children: impl IntoIterator<Item = &'a mut std::process::
             .status();
         let _ = child.wait();
     }
+}
+
+#[allow(dead_code)] // not every benchmark runs simulated nodes
+/// The server and its simulated nodes, stopped when dropped.
+pub(crate) struct Cluster {
+    pub(crate) server: Child,
+    pub(crate) sim: Option<Child>,
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        stop(self.sim.iter_mut().chain([&mut self.server]));
+    }
+}
+
+/// `n` times `BENCH_SCALE` (default 1), at least 1.
+#[allow(dead_code)] // not every benchmark scales its rows
+pub(crate) fn scale(n: usize) -> usize {
+    let f: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * f).round() as usize).max(1)
+}
+
+/// Starts a server and `nodes` simulated nodes; waits until all are Ready.
+#[allow(dead_code)] // not every benchmark runs simulated nodes
+pub(crate) async fn start(
+    binary: &Path,
+    nodes: usize,
+    sim_args: &[&str],
+) -> Result<(Cluster, kube::Client)> {
+    let dir = tempfile::tempdir()?;
+    let port = rudder_testing::free_port()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    let server = spawn_server(binary, dir.path(), port)?;
+    let mut cluster = Cluster {
+        server,
+        sim: None,
+        port,
+        dir,
+    };
+    let started = Instant::now();
+    while !kubeconfig.exists() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the server did not write its kubeconfig within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = std::fs::read_to_string(cluster.dir.path().join("data/server/node-token"))
+        .context("the server's node token")?;
+    let sim = Command::new(binary)
+        .args([
+            "agent",
+            "--simulated",
+            "--server",
+            &format!("https://127.0.0.1:{}", cluster.port),
+        ])
+        .args(["--token", token.trim(), "--nodes", &nodes.to_string()])
+        .args(sim_args)
+        .env("RUDDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    cluster.sim = Some(sim);
+    let client = kube_client(&kubeconfig).await?;
+    let api: Api<Node> = Api::all(client.clone());
+    loop {
+        let list = api.list_metadata(&ListParams::default()).await?;
+        if list.items.len() >= nodes {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "{} of {nodes} simulated nodes registered within 600 s",
+                list.items.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Registration writes the status right after the Node: give the last
+    // ones a moment, then check every node is Ready.
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "bench: {nodes} simulated nodes ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((cluster, client))
 }

@@ -15,123 +15,24 @@
 #![allow(clippy::unwrap_used)] // a benchmark that hits an error should stop loudly
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 #[path = "common.rs"]
 #[allow(dead_code)] // this benchmark has no timed rows
 mod common;
-use common::{cpu_ticks, kube_client as client, rss_mib, selected, spawn_server, stop};
+use common::{Cluster, cpu_ticks, rss_mib, scale, selected, start};
 
 /// Creates in flight at once (a client like scheduler_perf's, QPS-free).
 const CREATE_CONCURRENCY: usize = 32;
-
-/// The server and its simulated nodes, stopped when dropped.
-struct Cluster {
-    server: Child,
-    sim: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        stop(self.sim.iter_mut().chain([&mut self.server]));
-    }
-}
-
-fn scale(n: usize) -> usize {
-    let f: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * f).round() as usize).max(1)
-}
-
-/// Starts a server and `nodes` simulated nodes; waits until all are Ready.
-async fn start(binary: &Path, nodes: usize, sim_args: &[&str]) -> Result<(Cluster, kube::Client)> {
-    let dir = tempfile::tempdir()?;
-    let port = rudder_testing::free_port()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    let server = spawn_server(binary, dir.path(), port)?;
-    let mut cluster = Cluster {
-        server,
-        sim: None,
-        port,
-        dir,
-    };
-    let started = Instant::now();
-    while !kubeconfig.exists() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the server did not write its kubeconfig within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let token = std::fs::read_to_string(cluster.dir.path().join("data/server/node-token"))
-        .context("the server's node token")?;
-    let sim = Command::new(binary)
-        .args([
-            "agent",
-            "--simulated",
-            "--server",
-            &format!("https://127.0.0.1:{}", cluster.port),
-        ])
-        .args(["--token", token.trim(), "--nodes", &nodes.to_string()])
-        .args(sim_args)
-        .env("RUDDER_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?;
-    cluster.sim = Some(sim);
-    let client = client(&kubeconfig).await?;
-    let api: Api<Node> = Api::all(client.clone());
-    loop {
-        let list = api.list_metadata(&ListParams::default()).await?;
-        if list.items.len() >= nodes {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "{} of {nodes} simulated nodes registered within 600 s",
-                list.items.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // Registration writes the status right after the Node: give the last
-    // ones a moment, then check every node is Ready.
-    loop {
-        let list = api.list(&ListParams::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        if ready >= nodes {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    eprintln!(
-        "bench: {nodes} simulated nodes ready after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok((cluster, client))
-}
 
 fn pod(name: &str, workload: &str, extra: Value) -> Pod {
     let mut p = json!({

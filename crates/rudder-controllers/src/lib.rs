@@ -2,6 +2,10 @@
 //! crate, over HTTPS to the API server), level-triggered: it compares what
 //! is with what should be and acts, and is safe to run again at any time.
 
+use kube::runtime::reflector::Store;
+use rudder_runtime::expectations::Expectations;
+use rudder_runtime::informers::Informers;
+
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -24,7 +28,9 @@ pub struct Config {
     pub ca_pem: String,
 }
 
-/// Runs every controller until the process ends.
+/// Runs every controller until the process ends. The workload
+/// controllers read the cluster through one set of shared informers
+/// (one watch per kind) and act through the API.
 pub async fn run(client: kube::Client, config: Config) {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "rudder".into());
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(EVENT_CONCURRENCY));
@@ -36,25 +42,57 @@ pub async fn run(client: kube::Client, config: Config) {
             slots.clone(),
         )
     };
+    let informers = Informers::new(client.clone());
+    let controllers = futures_util::future::join_all([
+        replicaset::controller(&informers, recorder("replicaset-controller")),
+        deployment::controller(&informers, recorder("deployment-controller")),
+        job::controller(&informers, recorder("job-controller")),
+        cronjob::controller(&informers, recorder("cronjob-controller")),
+        ttl_after_finished::controller(&informers, recorder("ttl-after-finished-controller")),
+        daemonset::controller(&informers, recorder("daemonset-controller")),
+        statefulset::controller(&informers, recorder("statefulset-controller")),
+    ]);
+    // No controller decides from a cache that has not listed yet.
+    let synced = informers.synced();
+    let controllers = async move {
+        synced.await;
+        tracing::info!("controllers' caches are synced; controllers running");
+        controllers.await;
+    };
     tokio::join!(
+        informers.run(),
+        controllers,
         garbage_collector::run(client.clone()),
         node_ipam::run(client.clone(), config.cluster_cidr),
-        replicaset::run(client.clone(), recorder("replicaset-controller")),
-        deployment::run(client.clone(), recorder("deployment-controller")),
-        job::run(client.clone(), recorder("job-controller")),
-        cronjob::run(client.clone(), recorder("cronjob-controller")),
-        ttl_after_finished::run(client.clone(), recorder("ttl-after-finished-controller")),
-        daemonset::run(client.clone(), recorder("daemonset-controller")),
-        statefulset::run(client.clone(), recorder("statefulset-controller")),
         namespace_defaults::run(client.clone(), config.ca_pem),
     );
 }
 
-/// What a controller's reconciler shares: its API client and the
-/// recorder of its events.
-pub(crate) struct Context {
+/// A controller's run, boxed so that they can be run together.
+pub(crate) type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What a controller's reconciler shares: its API client, the recorder of
+/// its events, the informers' stores it reads (`S`) and its expectations.
+pub(crate) struct Context<S = ()> {
     pub(crate) client: kube::Client,
     pub(crate) recorder: rudder_runtime::events::Recorder,
+    pub(crate) stores: S,
+    pub(crate) expectations: Expectations,
+}
+
+impl<S> Context<S> {
+    pub(crate) fn new(
+        informers: &Informers,
+        recorder: rudder_runtime::events::Recorder,
+        stores: S,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            client: informers.client().clone(),
+            recorder,
+            stores,
+            expectations: Expectations::default(),
+        })
+    }
 }
 
 /// A reconcile's failure: an API call's (retried by `error_policy`).
@@ -62,17 +100,59 @@ pub(crate) struct Context {
 #[error(transparent)]
 pub struct Error(#[from] kube::Error);
 
+impl Error {
+    /// A 409: the cache was behind a write; tried again soon, quietly.
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(&self.0, kube::Error::Api(e) if e.code == 409)
+    }
+}
+
+/// What a controller does after a failed reconcile: a conflict (its cache
+/// was behind) is retried soon and logged quietly, anything else after a
+/// second with a warning.
+pub(crate) fn retry(
+    controller: &str,
+    object: &str,
+    error: &Error,
+) -> kube::runtime::controller::Action {
+    use std::time::Duration;
+    if error.is_conflict() {
+        tracing::debug!(controller, object, "{error}");
+        kube::runtime::controller::Action::requeue(Duration::from_millis(100))
+    } else {
+        tracing::warn!(controller, object, "{error}");
+        kube::runtime::controller::Action::requeue(Duration::from_secs(1))
+    }
+}
+
+/// The objects of `K` in namespace `ns` that `owner_uid` controls, from a
+/// store.
+pub(crate) fn owned_in<K>(store: &Store<K>, ns: &str, owner_uid: &str) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .filter(|o| is_controlled_by(o.as_ref(), owner_uid))
+        .map(|o| (**o).clone())
+        .collect()
+}
+
+fn is_controlled_by<K: kube::Resource>(o: &K, owner_uid: &str) -> bool {
+    o.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == owner_uid)
+}
+
 /// The objects of `listed` that `owner_uid` controls.
 pub(crate) fn controlled_by<'a, K: kube::Resource>(listed: &'a [K], owner_uid: &str) -> Vec<&'a K> {
     listed
         .iter()
-        .filter(|o| {
-            o.meta()
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.controller == Some(true) && r.uid == owner_uid)
-        })
+        .filter(|o| is_controlled_by(*o, owner_uid))
         .collect()
 }
 

@@ -111,3 +111,20 @@ pub(crate) fn has_finalizer(pod: &Pod, finalizer: &str) -> bool {
         .flatten()
         .any(|f| f == finalizer)
 }
+
+/// What `owner` still waits for the pod cache to show: pods it created
+/// that the cache lacks, pods it deleted that the cache still shows live.
+pub(crate) fn pending(
+    expectations: &rudder_runtime::expectations::Expectations,
+    store: &kube::runtime::reflector::Store<Pod>,
+    ns: &str,
+    owner: &str,
+) -> rudder_runtime::expectations::Pending {
+    use kube::runtime::reflector::ObjectRef;
+    let get = |name: &str| store.get(&ObjectRef::new(name).within(ns));
+    expectations.pending(
+        owner,
+        |name| get(name).is_some(),
+        |name| get(name).is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+    )
+}

@@ -10,18 +10,18 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use rudder_runtime::informers::Informers;
 
 use crate::{Context, Error};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: rudder_runtime::events::Recorder) {
-    let jobs: Api<Job> = Api::all(client.clone());
-    let context = Arc::new(Context { client, recorder });
-    Controller::new(jobs, watcher::Config::default())
-        .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+/// The controller, reading Jobs from the shared informers.
+pub fn controller(informers: &Informers, recorder: rudder_runtime::events::Recorder) -> crate::Run {
+    let context = Context::new(informers, recorder, ());
+    Box::pin(
+        Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
+            .run(reconcile, error_policy, context)
+            .for_each(|_| std::future::ready(())),
+    )
 }
 
 /// When the Job is due for deletion (seconds since the epoch), if it is
@@ -77,6 +77,5 @@ async fn reconcile(job: Arc<Job>, cx: Arc<Context>) -> Result<Action, Error> {
 }
 
 fn error_policy(job: Arc<Job>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(job = %job.name_any(), "ttl-after-finished controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+    crate::retry("ttl-after-finished", &job.name_any(), error)
 }

@@ -3,6 +3,8 @@
 //! the same way, and follow a watch's relists the same way.
 
 pub mod events;
+pub mod expectations;
+pub mod informers;
 pub mod leader;
 pub mod relist;
 pub mod selectors;

@@ -572,7 +572,7 @@ fn daemon_sets_cover_every_node_and_roll_out_with_kubectl() {
         33,
         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec: {containers: [{name: c, image: 'agent:1'}]}\n",
     );
-    let status = c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    let status = c.rollout_status(33, "ds/agent");
     assert!(
         status.contains("daemon set \"agent\" successfully rolled out"),
         "{status}"
@@ -595,7 +595,7 @@ fn daemon_sets_cover_every_node_and_roll_out_with_kubectl() {
     assert_eq!(&row[..6], ["agent", "3", "3", "3", "3", "3"], "{table}");
 
     c.ok(33, &["set", "image", "ds/agent", "c=agent:2"]);
-    c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    c.rollout_status(33, "ds/agent");
     assert_eq!(
         placed(),
         ["sim-0 agent:2", "sim-1 agent:2", "sim-2 agent:2"]
@@ -606,7 +606,7 @@ fn daemon_sets_cover_every_node_and_roll_out_with_kubectl() {
         "{history}"
     );
     c.ok(33, &["rollout", "undo", "ds/agent"]);
-    c.ok(33, &["rollout", "status", "ds/agent", "--timeout=60s"]);
+    c.rollout_status(33, "ds/agent");
     assert_eq!(
         placed(),
         ["sim-0 agent:1", "sim-1 agent:1", "sim-2 agent:1"]
@@ -640,7 +640,7 @@ fn stateful_sets_keep_names_order_and_claims() {
         33,
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: c, image: 'db:1', volumeMounts: [{name: data, mountPath: /data}]}]}\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
     );
-    let status = c.ok(33, &["rollout", "status", "sts/db", "--timeout=60s"]);
+    let status = c.rollout_status(33, "sts/db");
     assert!(
         status.contains("3 new pods have been updated") || status.contains("roll out complete"),
         "{status}"
@@ -697,9 +697,18 @@ fn stateful_sets_keep_names_order_and_claims() {
         )
     };
     let before = uid(&c);
-    // kubectl waits for the old pod to be gone, then for the new one.
-    c.ok(33, &["delete", "pod", "db-1"]);
-    c.ok(33, &["wait", "--for=create", "pod/db-1", "--timeout=60s"]);
+    // Not `kubectl delete`'s wait: on simulated nodes the new db-1 can
+    // exist before kubectl looks, and kubectl then waits for it to go.
+    c.ok(33, &["delete", "pod", "db-1", "--wait=false"]);
+    let remade = common::eventually_blocking(|| {
+        let now = c.kubectl(
+            33,
+            &["get", "pod", "db-1", "-o", "jsonpath={.metadata.uid}"],
+        );
+        let now = String::from_utf8_lossy(&now.stdout).to_string();
+        !now.is_empty() && now != before
+    });
+    assert!(remade, "db-1 was not made again");
     c.ok(
         33,
         &["wait", "--for=condition=Ready", "pod/db-1", "--timeout=60s"],
@@ -709,7 +718,7 @@ fn stateful_sets_keep_names_order_and_claims() {
 
     // A new image, from the highest ordinal down.
     c.ok(33, &["set", "image", "sts/db", "c=db:2"]);
-    c.ok(33, &["rollout", "status", "sts/db", "--timeout=60s"]);
+    c.rollout_status(33, "sts/db");
     assert!(pods().lines().all(|l| l.ends_with("db:2")), "{}", pods());
     let deleted = c.ok(
         33,

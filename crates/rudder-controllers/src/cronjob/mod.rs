@@ -15,29 +15,32 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use rudder_api::cron::Zone;
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::json;
 
 use crate::{Context, Error};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let crons: Api<CronJob> = Api::all(client.clone());
-    let jobs: Api<Job> = Api::all(client.clone());
-    let context = Arc::new(Context { client, recorder });
-    Controller::new(crons, watcher::Config::default())
-        .owns(jobs, watcher::Config::default())
+/// The controller, reading CronJobs and Jobs from the shared informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let context = Context::new(informers, recorder, informers.store::<Job>());
+    Box::pin(
+        Controller::for_stream(
+            informers.subscribe::<CronJob>(),
+            informers.store::<CronJob>(),
+        )
+        .owns_stream(informers.subscribe::<Job>())
         .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(())),
+    )
 }
 
-async fn reconcile(cj: Arc<CronJob>, cx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(cj: Arc<CronJob>, cx: Arc<Context<Store<Job>>>) -> Result<Action, Error> {
     let ns = cj.namespace().unwrap_or_default();
     let name = cj.name_any();
     let uid = cj.metadata.uid.clone().unwrap_or_default();
@@ -71,11 +74,7 @@ async fn reconcile(cj: Arc<CronJob>, cx: Arc<Context>) -> Result<Action, Error> 
         }
     };
     let jobs: Api<Job> = Api::namespaced(cx.client.clone(), &ns);
-    let listed = jobs.list(&ListParams::default()).await?.items;
-    let mine: Vec<Job> = crate::controlled_by(&listed, &uid)
-        .into_iter()
-        .cloned()
-        .collect();
+    let mine = crate::owned_in(&cx.stores, &ns, &uid);
     let now = rudder_api::time::now();
     let mut plan = plan::plan(&cj, &mine, &schedule, &zone, now);
     for (kind, reason, message) in &plan.events {
@@ -194,7 +193,6 @@ fn job_for(cj: &CronJob, name: &str, at: i64, zone: &Zone) -> Result<Job, Error>
     serde_json::from_value(job).map_err(|e| Error(kube::Error::SerdeError(e)))
 }
 
-fn error_policy(cj: Arc<CronJob>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(cronjob = %cj.name_any(), "cronjob controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(cj: Arc<CronJob>, error: &Error, _: Arc<Context<Store<Job>>>) -> Action {
+    crate::retry("cronjob", &cj.name_any(), error)
 }

@@ -20,42 +20,48 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use rudder_api::selector::selector_string;
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::{Value, json};
 
 use plan::{GENERATION_ANNOTATION, GENERATION_LABEL, HASH_LABEL};
 
 use crate::{Context, Error, history};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let sets: Api<DaemonSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let nodes: Api<Node> = Api::all(client.clone());
-    let controller = Controller::new(sets, watcher::Config::default());
-    let cache = controller.store();
-    let context = Arc::new(Context { client, recorder });
-    controller
-        .owns(pods, watcher::Config::default())
-        .watches(nodes, watcher::Config::default(), move |_| {
-            cache
-                .state()
-                .iter()
-                .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+/// The controller, reading DaemonSets, pods and Nodes from the shared
+/// informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let sets = informers.store::<DaemonSet>();
+    let context = Context::new(
+        informers,
+        recorder,
+        (informers.store::<Pod>(), informers.store::<Node>()),
+    );
+    let controller =
+        Controller::for_stream(informers.subscribe::<DaemonSet>(), sets.clone())
+            .owns_stream(informers.subscribe::<Pod>())
+            .watches_stream(informers.subscribe::<Node>(), move |_| {
+                sets.state()
+                    .iter()
+                    .map(|ds| ObjectRef::from_obj(ds.as_ref()))
+                    .collect::<Vec<_>>()
+            });
+    Box::pin(
+        controller
+            .run(reconcile, error_policy, context)
+            .for_each(|_| std::future::ready(())),
+    )
 }
 
-async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error> {
+/// The stores a DaemonSet reconcile reads: pods and Nodes.
+type Stores = (Store<Pod>, Store<Node>);
+
+async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context<Stores>>) -> Result<Action, Error> {
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -75,16 +81,8 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let mine: Vec<Pod> = crate::controlled_by(&listed, &uid)
-        .into_iter()
-        .cloned()
-        .collect();
-    let nodes: Api<Node> = Api::all(cx.client.clone());
-    let nodes = nodes.list(&ListParams::default()).await?.items;
+    let mine = crate::owned_in(&cx.stores.0, &ns, &uid);
+    let nodes: Vec<Node> = cx.stores.1.state().iter().map(|n| (**n).clone()).collect();
 
     let template = serde_json::to_value(&spec.template).unwrap_or_default();
     let in_use: BTreeSet<String> = mine
@@ -117,6 +115,11 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error
 
     let now = rudder_api::time::now();
     let mut plan = plan::plan(&ds, &nodes, &mine, &hash, now);
+    // Until the cache shows what this controller did, it does no more.
+    if !crate::pods::pending(&cx.expectations, &cx.stores.0, &ns, &uid).is_empty() {
+        plan.create.clear();
+        plan.delete.clear();
+    }
     if revisions.collisions > 0 || collisions.is_some() {
         plan.status.collision_count = Some(revisions.collisions);
     }
@@ -125,13 +128,13 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error
             .record_object(&ds_ref, *kind, reason, message.clone());
     }
     let deletes = plan.delete.iter().map(|pod| {
-        let uid = mine
+        let pod_uid = mine
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(pod))
             .and_then(|p| p.metadata.uid.clone());
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid,
+                uid: pod_uid,
                 resource_version: None,
             }),
             ..DeleteParams::default()
@@ -141,12 +144,15 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error
     });
     for (pod, result) in futures_util::future::join_all(deletes).await {
         match result {
-            Ok(_) => cx.recorder.record_object(
-                &ds_ref,
-                Kind::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {pod}"),
-            ),
+            Ok(_) => {
+                cx.expectations.deleted(&uid, pod);
+                cx.recorder.record_object(
+                    &ds_ref,
+                    Kind::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod}"),
+                );
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
@@ -170,12 +176,15 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context>) -> Result<Action, Error
             futures_util::future::join_all(made.iter().map(|p| pods.create(&params, p))).await;
         for result in results {
             match result {
-                Ok(created) => cx.recorder.record_object(
-                    &ds_ref,
-                    Kind::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", created.name_any()),
-                ),
+                Ok(created) => {
+                    cx.expectations.created(&uid, &created.name_any());
+                    cx.recorder.record_object(
+                        &ds_ref,
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", created.name_any()),
+                    );
+                }
                 Err(e) => {
                     cx.recorder.record_object(
                         &ds_ref,
@@ -260,7 +269,6 @@ fn pod_for(
     serde_json::from_value(pod).map_err(|e| Error(kube::Error::SerdeError(e)))
 }
 
-fn error_policy(ds: Arc<DaemonSet>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(daemonset = %ds.name_any(), "daemonset controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(ds: Arc<DaemonSet>, error: &Error, _: Arc<Context<Stores>>) -> Action {
+    crate::retry("daemonset", &ds.name_any(), error)
 }

@@ -14,30 +14,37 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::json;
 
 use plan::{HASH_LABEL, REVISION};
 
 use crate::{Context, Error};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let context = Arc::new(Context { client, recorder });
-    Controller::new(deployments, watcher::Config::default())
-        .owns(sets, watcher::Config::default())
+/// The controller, reading Deployments and ReplicaSets from the shared
+/// informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let context = Context::new(informers, recorder, informers.store::<ReplicaSet>());
+    Box::pin(
+        Controller::for_stream(
+            informers.subscribe::<Deployment>(),
+            informers.store::<Deployment>(),
+        )
+        .owns_stream(informers.subscribe::<ReplicaSet>())
         .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(())),
+    )
 }
 
-async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    d: Arc<Deployment>,
+    cx: Arc<Context<Store<ReplicaSet>>>,
+) -> Result<Action, Error> {
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -45,8 +52,8 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
     let name = d.name_any();
     let uid = d.metadata.uid.clone().unwrap_or_default();
     let sets: Api<ReplicaSet> = Api::namespaced(cx.client.clone(), &ns);
-    let listed = sets.list(&ListParams::default()).await?.items;
-    let owned = crate::controlled_by(&listed, &uid);
+    let listed = crate::owned_in(&cx.stores, &ns, &uid);
+    let owned: Vec<&ReplicaSet> = listed.iter().collect();
     let mut new = owned
         .iter()
         .copied()
@@ -65,20 +72,24 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
     let paused = spec.paused == Some(true);
     let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
 
+    // What this reconcile wrote, newer than the cache.
+    let mut written: Vec<ReplicaSet> = Vec::new();
     if new.is_none() && !paused {
         let initial = if recreate {
             0
         } else {
             plan::new_rs_replicas(&d, &owned, None)
         };
-        new = Some(create_new(&cx, &d, &sets, &owned, initial).await?);
+        let created = create_new(&cx, &d, &sets, &owned, initial).await?;
+        written.push(created.clone());
+        new = Some(created);
     }
     let revision = plan::next_revision(&old);
     if let Some(rs) = &new {
         // The new set carries the newest revision (an undo makes an old one
         // current again, and it becomes the newest).
         if plan::revision(rs).is_none_or(|r| r < revision) {
-            annotate(&sets, rs, revision, &d).await?;
+            written.push(annotate(&sets, rs, revision, &d).await?);
         }
     }
 
@@ -87,7 +98,7 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
             // Old pods all gone first, then the new ones.
             let old_running = old.iter().any(|rs| plan::rs_replicas(rs) > 0);
             for rs in old.iter().filter(|rs| plan::rs_replicas(rs) > 0) {
-                scale(&cx, &d, &sets, rs, 0).await?;
+                written.push(scale(&cx, &d, &sets, rs, 0).await?);
             }
             let old_pods = old
                 .iter()
@@ -97,14 +108,14 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
                 && !old_pods
                 && plan::rs_replicas(rs) != replicas
             {
-                scale(&cx, &d, &sets, rs, replicas).await?;
+                written.push(scale(&cx, &d, &sets, rs, replicas).await?);
             }
         } else {
             if let Some(rs) = &new {
                 let all: Vec<&ReplicaSet> = old.iter().copied().chain([rs]).collect();
                 let target = plan::new_rs_replicas(&d, &all, Some(rs));
                 if target != plan::rs_replicas(rs) {
-                    scale(&cx, &d, &sets, rs, target).await?;
+                    written.push(scale(&cx, &d, &sets, rs, target).await?);
                 }
             }
             for (set, target) in plan::old_rs_scale_down(&d, new.as_ref(), &old) {
@@ -112,16 +123,25 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
                     .iter()
                     .find(|rs| rs.metadata.name.as_deref() == Some(&set))
                 {
-                    scale(&cx, &d, &sets, rs, target).await?;
+                    written.push(scale(&cx, &d, &sets, rs, target).await?);
                 }
             }
         }
         cleanup(&sets, &d, &old).await?;
     }
 
-    // The status, from the sets as they are now.
-    let listed = sets.list(&ListParams::default()).await?.items;
-    let owned = crate::controlled_by(&listed, &uid);
+    // The status, from the sets as this reconcile left them.
+    let mut listed = crate::owned_in(&cx.stores, &ns, &uid);
+    for rs in written {
+        match listed
+            .iter_mut()
+            .find(|l| l.metadata.uid == rs.metadata.uid)
+        {
+            Some(l) => *l = rs,
+            None => listed.push(rs),
+        }
+    }
+    let owned: Vec<&ReplicaSet> = listed.iter().collect();
     let new = owned.iter().copied().find(|rs| plan::is_current(&d, rs));
     let status = plan::status(
         &d,
@@ -161,7 +181,7 @@ async fn reconcile(d: Arc<Deployment>, cx: Arc<Context>) -> Result<Action, Error
 
 /// Creates the ReplicaSet for the current template, named by its hash.
 async fn create_new(
-    cx: &Context,
+    cx: &Context<Store<ReplicaSet>>,
     d: &Deployment,
     sets: &Api<ReplicaSet>,
     owned: &[&ReplicaSet],
@@ -237,42 +257,43 @@ async fn annotate(
     rs: &ReplicaSet,
     revision: i64,
     d: &Deployment,
-) -> Result<(), Error> {
+) -> Result<ReplicaSet, Error> {
     let mut annotations = serde_json::Map::new();
     annotations.insert(REVISION.into(), revision.to_string().into());
     if let Some(cause) = d.annotations().get("kubernetes.io/change-cause") {
         annotations.insert("kubernetes.io/change-cause".into(), cause.clone().into());
     }
     let patch = json!({"metadata": {"annotations": annotations}});
-    sets.patch(
-        &rs.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(sets
+        .patch(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
 }
 
 /// Scales a set, saying so as Kubernetes does.
 async fn scale(
-    cx: &Context,
+    cx: &Context<Store<ReplicaSet>>,
     d: &Deployment,
     sets: &Api<ReplicaSet>,
     rs: &ReplicaSet,
     to: i32,
-) -> Result<(), Error> {
+) -> Result<ReplicaSet, Error> {
     let from = plan::rs_replicas(rs);
     let patch = json!({
         "metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas":
                                       plan::spec_replicas(d).to_string()}},
         "spec": {"replicas": to},
     });
-    sets.patch(
-        &rs.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let scaled = sets
+        .patch(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     let direction = if to > from { "up" } else { "down" };
     cx.recorder.record_object(
         &d.object_ref(&()),
@@ -283,7 +304,7 @@ async fn scale(
             rs.name_any()
         ),
     );
-    Ok(())
+    Ok(scaled)
 }
 
 /// Deletes the oldest empty old sets beyond `revisionHistoryLimit`.
@@ -321,7 +342,6 @@ async fn cleanup(sets: &Api<ReplicaSet>, d: &Deployment, old: &[&ReplicaSet]) ->
     Ok(())
 }
 
-fn error_policy(d: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(deployment = %d.name_any(), "deployment controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(d: Arc<Deployment>, error: &Error, _: Arc<Context<Store<ReplicaSet>>>) -> Action {
+    crate::retry("deployment", &d.name_any(), error)
 }

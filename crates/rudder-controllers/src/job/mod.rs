@@ -5,10 +5,10 @@
 //! conditions that `kubectl get/wait/describe job` read.
 //!
 //! Wiring only: the decisions are [`plan::plan`]. It runs on kube-runtime's
-//! `Controller`, woken by its Jobs and by the pods they own. Each reconcile
-//! lists the Job's pods by its selector from the API server (a consistent
-//! list), and every status write is a compare-and-swap on the Job's
-//! resourceVersion, so a stale cache cannot count a pod twice.
+//! `Controller`, woken by its Jobs and by the pods they own, read from the
+//! shared informers. Every status write is a compare-and-swap on the
+//! Job's resourceVersion, so a stale cache cannot count a pod twice, and
+//! its expectations keep it from creating twice.
 
 pub mod indexes;
 pub mod plan;
@@ -19,65 +19,68 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use rudder_api::selector::selector_string;
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::json;
 
 use plan::{INDEX, INDEX_FAILURES, TRACKING_FINALIZER};
 
 use crate::{Context, Error};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let jobs: Api<Job> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let context = Arc::new(Context { client, recorder });
-    Controller::new(jobs, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+/// The controller, reading Jobs and pods from the shared informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let context = Context::new(informers, recorder, informers.store::<Pod>());
+    Box::pin(
+        Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
+            .owns_stream(informers.subscribe::<Pod>())
+            .run(reconcile, error_policy, context)
+            .for_each(|_| std::future::ready(())),
+    )
 }
 
-async fn reconcile(job: Arc<Job>, cx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(job: Arc<Job>, cx: Arc<Context<Store<Pod>>>) -> Result<Action, Error> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let selector = job
-        .spec
-        .as_ref()
-        .and_then(|s| serde_json::to_value(&s.selector).ok())
-        .map(|s| selector_string(&s))
-        .unwrap_or_default();
-    if selector.is_empty() {
-        return Ok(Action::await_change());
-    }
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let mine: Vec<Pod> = crate::controlled_by(&listed, &uid)
-        .into_iter()
-        .cloned()
-        .collect();
-    let now = rudder_api::time::now();
-    let plan = plan::plan(&job, &mine, now);
+    let mine = crate::owned_in(&cx.stores, &ns, &uid);
     let job_ref = job.object_ref(&());
+    let jobs: Api<Job> = Api::namespaced(cx.client.clone(), &ns);
 
     // The status first: a pod's finalizer goes only once the status
-    // counts it (as uncounted), so no pod is lost or counted twice.
-    if job.status.as_ref() != Some(&plan.status) {
-        let jobs: Api<Job> = Api::namespaced(cx.client.clone(), &ns);
+    // counts it (as uncounted), so no pod is lost or counted twice. The
+    // write is a compare-and-swap; when the cached Job is behind, it is
+    // read again and the plan made again.
+    let mut job = job;
+    let mut tries = 0;
+    let mut plan = loop {
+        let mut plan = plan::plan(&job, &mine, rudder_api::time::now());
+        // Until the cache shows what this controller did, it does no more.
+        if !crate::pods::pending(&cx.expectations, &cx.stores, &ns, &uid).is_empty() {
+            plan.create.clear();
+            plan.delete.clear();
+        }
+        if job.status.as_ref() == Some(&plan.status) {
+            break plan;
+        }
         let mut updated = (*job).clone();
         updated.status = Some(plan.status.clone());
-        jobs.replace_status(&name, &PostParams::default(), &updated)
-            .await?;
-    }
+        match jobs
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => break plan,
+            Err(kube::Error::Api(e)) if e.code == 409 && tries < 3 => {
+                tries += 1;
+                job = Arc::new(jobs.get(&name).await?);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     for (kind, reason, message) in &plan.events {
         cx.recorder
             .record_object(&job_ref, *kind, reason, message.clone());
@@ -105,30 +108,33 @@ async fn reconcile(job: Arc<Job>, cx: Arc<Context>) -> Result<Action, Error> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let uid = mine
+        let pod_uid = mine
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(pod))
             .and_then(|p| p.metadata.uid.clone());
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid,
+                uid: pod_uid,
                 resource_version: None,
             }),
             ..DeleteParams::default()
         };
         match pods.delete(pod, &params).await {
-            Ok(_) => cx.recorder.record_object(
-                &job_ref,
-                Kind::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {pod}"),
-            ),
+            Ok(_) => {
+                cx.expectations.deleted(&uid, pod);
+                cx.recorder.record_object(
+                    &job_ref,
+                    Kind::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod}"),
+                );
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
     }
     if !plan.create.is_empty() {
-        create(&cx, &job, &pods, &mine, &plan.create).await?;
+        create(&cx, &job, &pods, &mine, &std::mem::take(&mut plan.create)).await?;
     }
     Ok(match plan.recheck_in {
         Some(secs) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
@@ -138,7 +144,7 @@ async fn reconcile(job: Arc<Job>, cx: Arc<Context>) -> Result<Action, Error> {
 
 /// Creates the pods, in batches of 1, 2, 4, … (kube's slow start).
 async fn create(
-    cx: &Context,
+    cx: &Context<Store<Pod>>,
     job: &Job,
     pods: &Api<Pod>,
     mine: &[Pod],
@@ -157,12 +163,16 @@ async fn create(
             futures_util::future::join_all(made.iter().map(|p| pods.create(&params, p))).await;
         for result in results {
             match result {
-                Ok(created) => cx.recorder.record_object(
-                    &job.object_ref(&()),
-                    Kind::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", created.name_any()),
-                ),
+                Ok(created) => {
+                    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+                    cx.expectations.created(uid, &created.name_any());
+                    cx.recorder.record_object(
+                        &job.object_ref(&()),
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", created.name_any()),
+                    );
+                }
                 Err(e) => {
                     cx.recorder.record_object(
                         &job.object_ref(&()),
@@ -238,8 +248,6 @@ fn pod_for(job: &Job, index: Option<i32>, index_failures: i32) -> Result<Pod, Er
     serde_json::from_value(pod).map_err(|e| Error(kube::Error::SerdeError(e)))
 }
 
-fn error_policy(job: Arc<Job>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(job = %job.name_any(), "job controller: {error}");
-    let conflict = matches!(&error.0, kube::Error::Api(e) if e.code == 409);
-    Action::requeue(Duration::from_millis(if conflict { 100 } else { 1000 }))
+fn error_policy(job: Arc<Job>, error: &Error, _: Arc<Context<Store<Pod>>>) -> Action {
+    crate::retry("job", &job.name_any(), error)
 }

@@ -6,8 +6,9 @@
 //! Wiring only: the decisions are [`plan::plan`]. It runs on kube-runtime's
 //! `Controller`: ReplicaSets are its objects, and a pod's change wakes the
 //! ReplicaSet that controls it, or (an orphan) those whose selector it
-//! matches. Each reconcile reads the namespace's pods from the API server
-//! (a consistent list), so a stale cache cannot make it create twice.
+//! matches. It reads pods from the shared informer's store; its
+//! expectations (what it created or deleted that the store does not show
+//! yet) keep a stale cache from making it create or delete twice.
 
 pub mod plan;
 
@@ -17,30 +18,31 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::json;
 
 use crate::{Context, Error};
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let controller = Controller::new(sets, watcher::Config::default());
-    let cache = controller.store();
-    let controller = controller.watches(pods, watcher::Config::default(), move |pod| {
-        owners_of(&pod, &cache)
-    });
-    let context = Arc::new(Context { client, recorder });
-    controller
-        .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+/// The controller, reading ReplicaSets and pods from the shared informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let sets = informers.store::<ReplicaSet>();
+    let pods = informers.store::<Pod>();
+    let controller =
+        Controller::for_stream(informers.subscribe::<ReplicaSet>(), sets.clone())
+            .watches_stream(informers.subscribe::<Pod>(), move |pod| {
+                owners_of(&pod, &sets)
+            });
+    let context = Context::new(informers, recorder, pods);
+    Box::pin(
+        controller
+            .run(reconcile, error_policy, context)
+            .for_each(|_| std::future::ready(())),
+    )
 }
 
 /// The ReplicaSets a pod's change concerns: its controller, or for an
@@ -67,13 +69,25 @@ fn owners_of(pod: &Pod, cache: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>>
         .collect()
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let listed = pods.list(&ListParams::default()).await?.items;
+    let listed: Vec<Pod> = cx
+        .stores
+        .state()
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .map(|p| (**p).clone())
+        .collect();
     let now = rudder_api::time::now();
-    let plan = plan::plan(&rs, &listed, now);
+    let mut plan = plan::plan(&rs, &listed, now);
+    // Until the cache shows what this controller did, it does no more.
+    if !crate::pods::pending(&cx.expectations, &cx.stores, &ns, &uid).is_empty() {
+        plan.create = 0;
+        plan.delete.clear();
+    }
     let owner = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
         "uid": rs.metadata.uid, "controller": true, "blockOwnerDeletion": true,
@@ -88,24 +102,27 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context>) -> Result<Action, Erro
         create(&cx, &rs, &pods, plan.create, &owner).await?;
     }
     for pod in &plan.delete {
-        let uid = listed
+        let pod_uid = listed
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(pod))
             .and_then(|p| p.metadata.uid.clone());
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid,
+                uid: pod_uid,
                 resource_version: None,
             }),
             ..DeleteParams::default()
         };
         match pods.delete(pod, &params).await {
-            Ok(_) => cx.recorder.record_object(
-                &rs.object_ref(&()),
-                Kind::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {pod}"),
-            ),
+            Ok(_) => {
+                cx.expectations.deleted(&uid, pod);
+                cx.recorder.record_object(
+                    &rs.object_ref(&()),
+                    Kind::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod}"),
+                );
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
@@ -125,7 +142,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context>) -> Result<Action, Erro
 /// Creates `count` pods from the template in batches of 1, 2, 4, … (kube's
 /// slow start: a template that cannot run fails once, not 500 times).
 async fn create(
-    cx: &Context,
+    cx: &Context<Store<Pod>>,
     rs: &ReplicaSet,
     pods: &Api<Pod>,
     count: usize,
@@ -150,6 +167,10 @@ async fn create(
             futures_util::future::join_all((0..n).map(|_| pods.create(&params, &pod))).await;
         for result in results {
             let created = result?;
+            cx.expectations.created(
+                rs.metadata.uid.as_deref().unwrap_or_default(),
+                &created.name_any(),
+            );
             cx.recorder.record_object(
                 &rs.object_ref(&()),
                 Kind::Normal,
@@ -198,7 +219,6 @@ async fn set_controller(
     }
 }
 
-fn error_policy(rs: Arc<ReplicaSet>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(replicaset = %rs.name_any(), "replicaset controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(rs: Arc<ReplicaSet>, error: &Error, _: Arc<Context<Store<Pod>>>) -> Action {
+    crate::retry("replicaset", &rs.name_any(), error)
 }

@@ -19,12 +19,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use rudder_api::selector::selector_string;
 use rudder_runtime::events::{Kind, Recorder};
+use rudder_runtime::informers::Informers;
 use serde_json::{Value, json};
 
 use plan::{From, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL};
@@ -34,19 +35,22 @@ use crate::{Context, Error, history};
 /// The label on a StatefulSet's ControllerRevisions with their hash.
 const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, recorder: Recorder) {
-    let sets: Api<StatefulSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let context = Arc::new(Context { client, recorder });
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
+/// The controller, reading StatefulSets and pods from the shared
+/// informers.
+pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
+    let context = Context::new(informers, recorder, informers.store::<Pod>());
+    Box::pin(
+        Controller::for_stream(
+            informers.subscribe::<StatefulSet>(),
+            informers.store::<StatefulSet>(),
+        )
+        .owns_stream(informers.subscribe::<Pod>())
         .run(reconcile, error_policy, context)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(())),
+    )
 }
 
-async fn reconcile(set: Arc<StatefulSet>, cx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(set: Arc<StatefulSet>, cx: Arc<Context<Store<Pod>>>) -> Result<Action, Error> {
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let uid = set.metadata.uid.clone().unwrap_or_default();
@@ -57,14 +61,7 @@ async fn reconcile(set: Arc<StatefulSet>, cx: Arc<Context>) -> Result<Action, Er
         return Ok(Action::await_change());
     }
     let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let mine: Vec<Pod> = crate::controlled_by(&listed, &uid)
-        .into_iter()
-        .cloned()
-        .collect();
+    let mine = crate::owned_in(&cx.stores, &ns, &uid);
 
     let template = serde_json::to_value(&spec.template).unwrap_or_default();
     let old_current = set.status.as_ref().and_then(|s| s.current_revision.clone());
@@ -152,13 +149,13 @@ async fn reconcile(set: Arc<StatefulSet>, cx: Arc<Context>) -> Result<Action, Er
         }
     }
     for pod in &plan.delete {
-        let uid = mine
+        let pod_uid = mine
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(pod))
             .and_then(|p| p.metadata.uid.clone());
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid,
+                uid: pod_uid,
                 resource_version: None,
             }),
             ..DeleteParams::default()
@@ -207,7 +204,7 @@ fn claim_names(set: &StatefulSet, o: i32) -> Vec<String> {
 
 /// Creates ordinal `o`'s missing claims, then its pod.
 async fn create_pod(
-    cx: &Context,
+    cx: &Context<Store<Pod>>,
     set: &StatefulSet,
     pods: &Api<Pod>,
     claims: &Api<PersistentVolumeClaim>,
@@ -327,7 +324,6 @@ async fn create_pod(
     }
 }
 
-fn error_policy(set: Arc<StatefulSet>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(statefulset = %set.name_any(), "statefulset controller: {error}");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(set: Arc<StatefulSet>, error: &Error, _: Arc<Context<Store<Pod>>>) -> Action {
+    crate::retry("statefulset", &set.name_any(), error)
 }

@@ -452,6 +452,26 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl rollout status` that must finish; on failure the panic
+    /// shows the workload's objects and events, to tell why.
+    #[allow(dead_code)] // not every test binary rolls workloads out
+    pub fn rollout_status(&self, minor: u32, what: &str) -> String {
+        let out = self.kubectl(minor, &["rollout", "status", what, "--timeout=60s"]);
+        if !out.status.success() {
+            let state = self.kubectl(minor, &["get", "all,controllerrevisions,events", "-o", "wide"]);
+            let yaml = self.kubectl(minor, &["get", what, "pods", "-o", "yaml"]);
+            panic!(
+                "kubectl rollout status {what} failed:\n{}\n{}\n{}\n{}\nserver log:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&state.stdout),
+                String::from_utf8_lossy(&yaml.stdout),
+                self.server.log_text()
+            );
+        }
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// kubectl that must fail; returns its stderr.
     pub fn fails(&self, minor: u32, args: &[&str]) -> String {
         let out = self.kubectl(minor, args);
@@ -781,6 +801,20 @@ where
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// [`eventually`] for tests that are not async.
+#[allow(dead_code)] // not every test binary polls without async
+pub fn eventually_blocking(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..600 {
+        if check() {
+            return true;
+        }
+        // A hang guard, not a timing assertion.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(100));
     }
     false
 }
