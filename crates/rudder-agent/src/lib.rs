@@ -174,7 +174,12 @@ impl Agent {
                     Some(reason) => (false, reason),
                     None => runtime_health(&mut cri, &status_socket).await,
                 };
-                if last.as_ref() != Some(&(ready, runtime.clone())) {
+                // Reported again when it changed, or when the API says
+                // otherwise (the node lifecycle controller marked the node
+                // Unknown while this agent could not reach the server).
+                if last.as_ref() != Some(&(ready, runtime.clone()))
+                    || !api_agrees(&nodes, &name, ready).await
+                {
                     match report_ready(&nodes, &name, ready, &runtime).await {
                         Ok(()) => {
                             if last.as_ref().is_none_or(|(r, _)| *r != ready) {
@@ -513,6 +518,21 @@ async fn runtime_health(cri: &mut Option<Cri>, socket: &std::path::Path) -> (boo
         }
         Err(e) => (false, format!("container runtime status check failed: {e}")),
     }
+}
+
+/// Whether the API shows the node's Ready condition as `ready` (an
+/// unreadable node counts as agreeing: the next pass tries again).
+async fn api_agrees(nodes: &Api<Node>, name: &str, ready: bool) -> bool {
+    let Ok(node) = nodes.get_status(name).await else {
+        return true;
+    };
+    let shown = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    shown == Some(ready)
 }
 
 async fn report_ready(

@@ -9,11 +9,14 @@ use rudder_runtime::informers::Informers;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod garbage_collector;
 pub mod history;
 pub mod job;
 pub mod namespace_defaults;
 pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod pod_gc;
 mod pods;
 pub mod replicaset;
 pub mod statefulset;
@@ -26,6 +29,8 @@ pub struct Config {
     pub cluster_cidr: String,
     /// The cluster CA (PEM), published in every namespace.
     pub ca_pem: String,
+    /// How long a node may be silent before it is Unknown.
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 /// Runs every controller until the process ends. The workload
@@ -51,6 +56,13 @@ pub async fn run(client: kube::Client, config: Config) {
         ttl_after_finished::controller(&informers, recorder("ttl-after-finished-controller")),
         daemonset::controller(&informers, recorder("daemonset-controller")),
         statefulset::controller(&informers, recorder("statefulset-controller")),
+        node_lifecycle::controller(
+            &informers,
+            recorder("node-controller"),
+            config.node_monitor_grace_period,
+        ),
+        pod_gc::controller(&informers),
+        disruption::controller(&informers, recorder("controllermanager")),
     ]);
     // No controller decides from a cache that has not listed yet.
     let synced = informers.synced();

@@ -103,16 +103,18 @@ impl Informers {
                 }),
             );
             let client = self.client.clone();
-            registry.starts.push(Box::new(move |registry: &mut Registry| -> Task {
-                let shared = registry
-                    .kinds
-                    .remove(&TypeId::of::<K>())
-                    .and_then(|s| s.downcast::<Shared<K>>().ok());
-                match shared {
-                    Some(shared) => Box::pin(watch(client, *shared)),
-                    None => Box::pin(std::future::ready(())),
-                }
-            }));
+            registry
+                .starts
+                .push(Box::new(move |registry: &mut Registry| -> Task {
+                    let shared = registry
+                        .kinds
+                        .remove(&TypeId::of::<K>())
+                        .and_then(|s| s.downcast::<Shared<K>>().ok());
+                    match shared {
+                        Some(shared) => Box::pin(watch(client, *shared)),
+                        None => Box::pin(std::future::ready(())),
+                    }
+                }));
         }
         let shared = registry
             .kinds
@@ -130,12 +132,15 @@ impl Informers {
     /// Every change to a `K` (the object as it is, or as it was when
     /// deleted; after a relist, every object), for a controller to be
     /// woken by.
-    pub fn subscribe<K: Kind>(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    pub fn subscribe<K: Kind>(
+        &self,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
         self.with::<K, _>(|s| s.subscribers.push(tx));
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|k| (Ok(k), rx))
-        })
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|k| (Ok(k), rx)) },
+        )
     }
 
     /// Resolves once every store registered so far holds its first list.

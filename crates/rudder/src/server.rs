@@ -50,6 +50,10 @@ pub(crate) struct Args {
     cluster_cidr: String,
     #[command(flatten)]
     node: crate::node::NodeArgs,
+    /// How long a node may go without renewing its Lease or status before
+    /// it is marked Unknown and tainted (kube-controller-manager's flag).
+    #[arg(long, value_parser = parse_duration, default_value = "50s")]
+    node_monitor_grace_period: std::time::Duration,
     /// How long events are kept after their last update (kube-apiserver's --event-ttl).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     event_ttl: std::time::Duration,
@@ -146,6 +150,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = rudder_controllers::Config {
         cluster_cidr: args.cluster_cidr.clone(),
         ca_pem,
+        node_monitor_grace_period: args.node_monitor_grace_period,
     };
     let clients = match controller_client(&controller_kubeconfig, "kube-controller-manager").await {
         Ok(controllers) => controller_client(&controller_kubeconfig, "kube-scheduler")

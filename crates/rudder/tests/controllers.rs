@@ -980,3 +980,187 @@ fn cron_jobs_run_on_schedule_and_keep_their_history() {
     );
     c.ok(33, &["wait", "--for=delete", "job/brief", "--timeout=60s"]);
 }
+
+/// A simulated node that stops renewing its Lease goes Unknown and gets
+/// the unreachable taints; its pods are evicted once their toleration
+/// (2 s here) runs out, and their Deployment makes them again on nodes
+/// that are alive.
+#[test]
+fn a_silent_node_goes_unknown_and_its_pods_move() {
+    let c = Cluster::start(&["--node-monitor-grace-period", "3s"]);
+    let _live = SimNodes::join(
+        &c,
+        &[
+            "--nodes",
+            "2",
+            "--node-prefix",
+            "live",
+            "--sim-lease-seconds",
+            "1",
+        ],
+    );
+    let doomed = SimNodes::join(
+        &c,
+        &[
+            "--nodes",
+            "1",
+            "--node-prefix",
+            "doomed",
+            "--sim-lease-seconds",
+            "1",
+        ],
+    );
+    // Only the doomed node takes the pods at first.
+    c.ok(33, &["cordon", "live-0", "live-1"]);
+    c.apply(
+        33,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]\n      containers: [{name: c, image: busybox}]\n",
+    );
+    c.rollout_status(33, "deployment/web");
+    let placed = |c: &Cluster| {
+        let out = c.ok(
+            33,
+            &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.metadata.deletionTimestamp}{\"\\n\"}{end}"],
+        );
+        let mut live: Vec<String> = out
+            .lines()
+            .filter(|l| l.ends_with(' '))
+            .map(|l| l.trim().to_string())
+            .collect();
+        live.sort();
+        live
+    };
+    assert_eq!(placed(&c), ["doomed-0", "doomed-0"]);
+    c.ok(33, &["uncordon", "live-0", "live-1"]);
+
+    drop(doomed);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "--for=condition=Ready=Unknown",
+            "node/doomed-0",
+            "--timeout=60s",
+        ],
+    );
+    let reason = c.ok(
+        33,
+        &[
+            "get",
+            "node",
+            "doomed-0",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+        ],
+    );
+    assert_eq!(reason, "NodeStatusUnknown");
+    // Evicted after 2 s, made again on the live nodes.
+    let moved = common::eventually_blocking(|| {
+        placed(&c).iter().all(|n| n.starts_with("live-")) && placed(&c).len() == 2
+    });
+    assert!(moved, "{:?}", placed(&c));
+    let taints = c.ok(
+        33,
+        &[
+            "get",
+            "node",
+            "doomed-0",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}",
+        ],
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable:NoExecute")
+            && taints.contains("node.kubernetes.io/unreachable:NoSchedule"),
+        "{taints}"
+    );
+    let evicted = c.ok(
+        33,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=TaintManagerEviction",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(
+        evicted.contains("Marking for deletion Pod default/web-"),
+        "{evicted}"
+    );
+    let target = c.ok(
+        33,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
+        ],
+    );
+    assert!(target.contains("DeletionByTaintManager"), "{target}");
+}
+
+/// `kubectl drain` evicts a node's pods through the eviction API, one at
+/// a time as the PodDisruptionBudget (kept by the disruption controller)
+/// allows, and leaves DaemonSet pods with `--ignore-daemonsets`.
+#[test]
+fn drain_evicts_within_the_disruption_budget() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "3"]);
+    c.ok(33, &["cordon", "sim-1", "sim-2"]);
+    c.apply(
+        33,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox}]}\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\nspec:\n  minAvailable: 2\n  selector: {matchLabels: {app: web}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    c.rollout_status(33, "deployment/web");
+    c.ok(33, &["uncordon", "sim-1", "sim-2"]);
+    c.rollout_status(33, "ds/agent");
+    c.ok(
+        33,
+        &[
+            "wait",
+            "pdb/web",
+            "--for=jsonpath={.status.currentHealthy}=3",
+            "--timeout=60s",
+        ],
+    );
+    let pdb = c.ok(33, &["get", "pdb", "web"]);
+    let row: Vec<&str> = pdb.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "2", "N/A", "1"], "{pdb}");
+
+    let out = c.ok(
+        33,
+        &["drain", "sim-0", "--ignore-daemonsets", "--timeout=120s"],
+    );
+    assert!(out.contains("evicting pod default/web-"), "{out}");
+    assert!(out.contains("node/sim-0 drained"), "{out}");
+    let placed = c.ok(
+        33,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.app}@{.spec.nodeName} {end}",
+        ],
+    );
+    assert!(!placed.contains("web@sim-0"), "{placed}");
+    assert_eq!(placed.matches("web@").count(), 3, "{placed}");
+    assert!(
+        placed.contains("agent@sim-0"),
+        "DaemonSet pods stay: {placed}"
+    );
+    let unschedulable = c.ok(
+        33,
+        &[
+            "get",
+            "node",
+            "sim-0",
+            "-o",
+            "jsonpath={.spec.unschedulable}",
+        ],
+    );
+    assert_eq!(unschedulable, "true");
+}

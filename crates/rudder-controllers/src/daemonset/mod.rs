@@ -42,15 +42,14 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
         recorder,
         (informers.store::<Pod>(), informers.store::<Node>()),
     );
-    let controller =
-        Controller::for_stream(informers.subscribe::<DaemonSet>(), sets.clone())
-            .owns_stream(informers.subscribe::<Pod>())
-            .watches_stream(informers.subscribe::<Node>(), move |_| {
-                sets.state()
-                    .iter()
-                    .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-                    .collect::<Vec<_>>()
-            });
+    let controller = Controller::for_stream(informers.subscribe::<DaemonSet>(), sets.clone())
+        .owns_stream(informers.subscribe::<Pod>())
+        .watches_stream(informers.subscribe::<Node>(), move |_| {
+            sets.state()
+                .iter()
+                .map(|ds| ObjectRef::from_obj(ds.as_ref()))
+                .collect::<Vec<_>>()
+        });
     Box::pin(
         controller
             .run(reconcile, error_policy, context)

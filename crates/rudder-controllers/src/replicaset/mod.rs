@@ -24,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use rudder_runtime::events::{Kind, Recorder};
 use rudder_runtime::informers::Informers;
+use rudder_runtime::selectors::Selector;
 use serde_json::json;
 
 use crate::{Context, Error};
@@ -32,11 +33,10 @@ use crate::{Context, Error};
 pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let sets = informers.store::<ReplicaSet>();
     let pods = informers.store::<Pod>();
-    let controller =
-        Controller::for_stream(informers.subscribe::<ReplicaSet>(), sets.clone())
-            .watches_stream(informers.subscribe::<Pod>(), move |pod| {
-                owners_of(&pod, &sets)
-            });
+    let controller = Controller::for_stream(informers.subscribe::<ReplicaSet>(), sets.clone())
+        .watches_stream(informers.subscribe::<Pod>(), move |pod| {
+            owners_of(&pod, &sets)
+        });
     let context = Context::new(informers, recorder, pods);
     Box::pin(
         controller
@@ -74,11 +74,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<
     let name = rs.name_any();
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(cx.client.clone(), &ns);
+    // Its own pods, and the orphans it may adopt: only these are copied.
+    let selector = Selector::from_label_selector(rs.spec.as_ref().map(|s| &s.selector));
     let listed: Vec<Pod> = cx
         .stores
         .state()
         .iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|p| match crate::pods::controller_uid(p) {
+            Some(owner) => owner == uid,
+            None => selector.matches(p.metadata.labels.as_ref().unwrap_or(&Default::default())),
+        })
         .map(|p| (**p).clone())
         .collect();
     let now = rudder_api::time::now();

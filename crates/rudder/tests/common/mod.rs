@@ -458,7 +458,10 @@ impl Cluster {
     pub fn rollout_status(&self, minor: u32, what: &str) -> String {
         let out = self.kubectl(minor, &["rollout", "status", what, "--timeout=60s"]);
         if !out.status.success() {
-            let state = self.kubectl(minor, &["get", "all,controllerrevisions,events", "-o", "wide"]);
+            let state = self.kubectl(
+                minor,
+                &["get", "all,controllerrevisions,events", "-o", "wide"],
+            );
             let yaml = self.kubectl(minor, &["get", what, "pods", "-o", "yaml"]);
             panic!(
                 "kubectl rollout status {what} failed:\n{}\n{}\n{}\n{}\nserver log:\n{}",
