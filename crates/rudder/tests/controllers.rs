@@ -404,7 +404,8 @@ async fn concurrent_evictions_cannot_both_pass_one_budget() {
         }))
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
-        let running = serde_json::json!({"status": {"phase": "Running"}});
+        let running = serde_json::json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
         pods.patch_status(name, &PatchParams::default(), &Patch::Merge(running))
             .await
             .unwrap();
@@ -412,16 +413,17 @@ async fn concurrent_evictions_cannot_both_pass_one_budget() {
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
     let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "db"},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}
     }))
     .unwrap();
     budgets.create(&PostParams::default(), &pdb).await.unwrap();
-    let status = serde_json::json!({"status": {"disruptionsAllowed": 1, "currentHealthy": 2,
-        "desiredHealthy": 1, "expectedPods": 2, "observedGeneration": 1}});
-    budgets
-        .patch_status("db", &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
+    // The disruption controller counts two healthy pods, one to spare.
+    let counted = eventually(|| async {
+        let s = budgets.get("db").await.unwrap().status.unwrap_or_default();
+        s.current_healthy == 2 && s.disruptions_allowed == 1 && s.observed_generation == Some(1)
+    })
+    .await;
+    assert!(counted, "{:?}", budgets.get("db").await.unwrap().status);
 
     let params = EvictParams::default();
     let (a, b) = tokio::join!(pods.evict("a", &params), pods.evict("b", &params));
