@@ -1166,3 +1166,37 @@ fn drain_evicts_within_the_disruption_budget() {
     );
     assert_eq!(unschedulable, "true");
 }
+
+/// The server killed in the middle of a rolling update: started again, it
+/// finishes the rollout with the replicas asked for and no pod more.
+#[test]
+fn a_rolling_update_survives_a_server_restart() {
+    let first = Cluster::start(&[]);
+    let nodes = SimNodes::join(&first, &["--nodes", "3"]);
+    first.apply(
+        33,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: 'web:1'}]}\n",
+    );
+    first.rollout_status(33, "deployment/web");
+    first.ok(33, &["set", "image", "deployment/web", "c=web:2"]);
+    let mut first = first;
+    first.server.kill();
+    drop(nodes);
+
+    let c = Cluster::start_in(first.dir, &[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "3"]);
+    c.rollout_status(33, "deployment/web");
+    let pods = c.ok(
+        33,
+        &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {.metadata.deletionTimestamp}{\"\\n\"}{end}"],
+    );
+    let live: Vec<&str> = pods.lines().filter(|l| l.ends_with(' ')).collect();
+    assert_eq!(live, ["web:2 "; 6], "{pods}");
+    let sets = c.ok(
+        33,
+        &["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.spec.replicas} {end}"],
+    );
+    let mut sets: Vec<&str> = sets.split_whitespace().collect();
+    sets.sort();
+    assert_eq!(sets, ["web:1=0", "web:2=6"]);
+}
