@@ -19,6 +19,7 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 mod pods;
 pub mod replicaset;
+pub mod replication_controller;
 pub mod statefulset;
 pub mod ttl_after_finished;
 
@@ -50,6 +51,7 @@ pub async fn run(client: kube::Client, config: Config) {
     let informers = Informers::new(client.clone());
     let controllers = futures_util::future::join_all([
         replicaset::controller(&informers, recorder("replicaset-controller")),
+        replication_controller::controller(&informers, recorder("replication-controller")),
         deployment::controller(&informers, recorder("deployment-controller")),
         job::controller(&informers, recorder("job-controller")),
         cronjob::controller(&informers, recorder("cronjob-controller")),

@@ -1200,3 +1200,36 @@ fn a_rolling_update_survives_a_server_restart() {
     sets.sort();
     assert_eq!(sets, ["web:1=0", "web:2=6"]);
 }
+
+/// A ReplicationController keeps its replicas, as a ReplicaSet does, and
+/// scales with kubectl.
+#[test]
+fn replication_controllers_keep_their_replicas() {
+    let c = Cluster::start(&[]);
+    let _nodes = SimNodes::join(&c, &["--nodes", "2"]);
+    c.apply(
+        33,
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: old}\nspec:\n  replicas: 2\n  selector: {app: old}\n  template:\n    metadata: {labels: {app: old}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    c.ok(33, &["scale", "rc", "old", "--replicas=3"]);
+    c.ok(
+        33,
+        &[
+            "wait",
+            "rc/old",
+            "--for=jsonpath={.status.readyReplicas}=3",
+            "--timeout=60s",
+        ],
+    );
+    let owners = c.ok(
+        33,
+        &["get", "pods", "-l", "app=old", "-o", "jsonpath={range .items[*]}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {end}"],
+    );
+    assert_eq!(
+        owners.split_whitespace().collect::<Vec<_>>(),
+        ["ReplicationController/old"; 3]
+    );
+    let table = c.ok(33, &["get", "rc", "old"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["old", "3", "3", "3"], "{table}");
+}

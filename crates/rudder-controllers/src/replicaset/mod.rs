@@ -70,6 +70,49 @@ fn owners_of(pod: &Pod, cache: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>>
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<Action, Error> {
+    let owner = Owner {
+        api_version: "apps/v1",
+        kind: "ReplicaSet",
+        reference: rs.object_ref(&()),
+    };
+    let plan = sync(&cx, &rs, &owner).await?;
+    if rs.status.as_ref() != Some(&plan.status) {
+        let sets: Api<ReplicaSet> =
+            Api::namespaced(cx.client.clone(), &rs.namespace().unwrap_or_default());
+        let status = json!({"status": plan.status});
+        sets.patch_status(
+            &rs.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await?;
+    }
+    Ok(next(&plan))
+}
+
+/// When to look again: when a ready pod becomes available.
+pub(crate) fn next(plan: &plan::Plan) -> Action {
+    match plan.recheck_in {
+        Some(secs) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
+        None => Action::await_change(),
+    }
+}
+
+/// Whose replicas these are: a ReplicaSet's, or a ReplicationController's
+/// seen as one.
+pub(crate) struct Owner {
+    pub(crate) api_version: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) reference: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+/// Adopts, releases, creates and deletes pods as `rs` needs; returns the
+/// plan (its status is the caller's to write).
+pub(crate) async fn sync(
+    cx: &Context<Store<Pod>>,
+    rs: &ReplicaSet,
+    owner: &Owner,
+) -> Result<plan::Plan, Error> {
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
     let uid = rs.metadata.uid.clone().unwrap_or_default();
@@ -88,24 +131,32 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<
         .map(|p| (**p).clone())
         .collect();
     let now = rudder_api::time::now();
-    let mut plan = plan::plan(&rs, &listed, now);
+    let mut plan = plan::plan(rs, &listed, now);
     // Until the cache shows what this controller did, it does no more.
     if !crate::pods::pending(&cx.expectations, &cx.stores, &ns, &uid).is_empty() {
         plan.create = 0;
         plan.delete.clear();
     }
-    let owner = json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+    let controller_ref = json!({
+        "apiVersion": owner.api_version, "kind": owner.kind, "name": name,
         "uid": rs.metadata.uid, "controller": true, "blockOwnerDeletion": true,
     });
     for pod in &plan.adopt {
-        set_controller(&pods, &listed, pod, Some(&owner)).await?;
+        set_controller(&pods, &listed, pod, Some(&controller_ref)).await?;
     }
     for pod in &plan.release {
         set_controller(&pods, &listed, pod, None).await?;
     }
     if plan.create > 0 {
-        create(&cx, &rs, &pods, plan.create, &owner).await?;
+        create(
+            cx,
+            rs,
+            &owner.reference,
+            &pods,
+            plan.create,
+            &controller_ref,
+        )
+        .await?;
     }
     for pod in &plan.delete {
         let pod_uid = listed
@@ -123,7 +174,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<
             Ok(_) => {
                 cx.expectations.deleted(&uid, pod);
                 cx.recorder.record_object(
-                    &rs.object_ref(&()),
+                    &owner.reference,
                     Kind::Normal,
                     "SuccessfulDelete",
                     format!("Deleted pod: {pod}"),
@@ -133,16 +184,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<
             Err(e) => return Err(e.into()),
         }
     }
-    if rs.status.as_ref() != Some(&plan.status) {
-        let sets: Api<ReplicaSet> = Api::namespaced(cx.client.clone(), &ns);
-        let status = json!({"status": plan.status});
-        sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-            .await?;
-    }
-    Ok(match plan.recheck_in {
-        Some(secs) => Action::requeue(Duration::from_secs(secs.unsigned_abs().max(1))),
-        None => Action::await_change(),
-    })
+    Ok(plan)
 }
 
 /// Creates `count` pods from the template in batches of 1, 2, 4, … (kube's
@@ -150,6 +192,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, cx: Arc<Context<Store<Pod>>>) -> Result<
 async fn create(
     cx: &Context<Store<Pod>>,
     rs: &ReplicaSet,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
     pods: &Api<Pod>,
     count: usize,
     owner: &serde_json::Value,
@@ -178,7 +221,7 @@ async fn create(
                 &created.name_any(),
             );
             cx.recorder.record_object(
-                &rs.object_ref(&()),
+                reference,
                 Kind::Normal,
                 "SuccessfulCreate",
                 format!("Created pod: {}", created.name_any()),
