@@ -11,6 +11,7 @@ pub mod conversion;
 pub mod cron;
 pub mod defaults;
 pub mod managed;
+pub mod metrics;
 pub mod net;
 pub mod patch;
 pub mod protobuf;

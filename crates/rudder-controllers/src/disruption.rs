@@ -56,7 +56,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
             .watches_stream(informers.subscribe::<Pod>(), move |pod| {
                 budgets_of(&pod, &matching)
             })
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("disruption", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

@@ -48,6 +48,7 @@ pub async fn run(client: kube::Client, config: Config) {
             slots.clone(),
         )
     };
+    rudder_runtime::metrics::register();
     let informers = Informers::new(client.clone());
     let controllers = futures_util::future::join_all([
         replicaset::controller(&informers, recorder("replicaset-controller")),

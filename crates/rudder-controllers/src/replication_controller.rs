@@ -33,7 +33,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, pods);
     Box::pin(
         controller
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("replicationcontroller", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

@@ -19,7 +19,11 @@ pub fn controller(informers: &Informers, recorder: rudder_runtime::events::Recor
     let context = Context::new(informers, recorder, ());
     Box::pin(
         Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("ttl-after-finished", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

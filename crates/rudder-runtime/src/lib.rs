@@ -6,5 +6,6 @@ pub mod events;
 pub mod expectations;
 pub mod informers;
 pub mod leader;
+pub mod metrics;
 pub mod relist;
 pub mod selectors;

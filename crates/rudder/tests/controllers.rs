@@ -1232,4 +1232,11 @@ fn replication_controllers_keep_their_replicas() {
     let table = c.ok(33, &["get", "rc", "old"]);
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["old", "3", "3", "3"], "{table}");
+    // The controllers' reconciles show on the server's /metrics.
+    let metrics = c.ok(33, &["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("controller_runtime_reconcile_total{controller=\"replicationcontroller\",result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("controller_runtime_reconcile_time_seconds_count{controller=\"replicationcontroller\"}"));
 }

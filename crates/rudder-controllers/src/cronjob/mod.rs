@@ -35,7 +35,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
             informers.store::<CronJob>(),
         )
         .owns_stream(informers.subscribe::<Job>())
-        .run(reconcile, error_policy, context)
+        .run(
+            rudder_runtime::metrics::metered("cronjob", reconcile),
+            error_policy,
+            context,
+        )
         .for_each(|_| std::future::ready(())),
     )
 }

@@ -52,7 +52,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
         });
     Box::pin(
         controller
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("daemonset", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

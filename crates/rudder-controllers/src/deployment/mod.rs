@@ -36,7 +36,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
             informers.store::<Deployment>(),
         )
         .owns_stream(informers.subscribe::<ReplicaSet>())
-        .run(reconcile, error_policy, context)
+        .run(
+            rudder_runtime::metrics::metered("deployment", reconcile),
+            error_policy,
+            context,
+        )
         .for_each(|_| std::future::ready(())),
     )
 }

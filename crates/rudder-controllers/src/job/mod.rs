@@ -37,7 +37,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     Box::pin(
         Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
             .owns_stream(informers.subscribe::<Pod>())
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("job", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

@@ -40,7 +40,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, pods);
     Box::pin(
         controller
-            .run(reconcile, error_policy, context)
+            .run(
+                rudder_runtime::metrics::metered("replicaset", reconcile),
+                error_policy,
+                context,
+            )
             .for_each(|_| std::future::ready(())),
     )
 }

@@ -45,7 +45,11 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
             informers.store::<StatefulSet>(),
         )
         .owns_stream(informers.subscribe::<Pod>())
-        .run(reconcile, error_policy, context)
+        .run(
+            rudder_runtime::metrics::metered("statefulset", reconcile),
+            error_policy,
+            context,
+        )
         .for_each(|_| std::future::ready(())),
     )
 }
