@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
@@ -51,17 +50,15 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     );
     let context = Context::new(informers, recorder, stores);
     let matching = budgets.clone();
-    Box::pin(
+    crate::drive(
         Controller::for_stream(informers.subscribe::<PodDisruptionBudget>(), budgets)
             .watches_stream(informers.subscribe::<Pod>(), move |pod| {
                 budgets_of(&pod, &matching)
-            })
-            .run(
-                rudder_runtime::metrics::metered("disruption", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
+            }),
+        "disruption",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 

@@ -86,6 +86,39 @@ pub async fn run(client: kube::Client, config: Config) {
 /// A controller's run, boxed so that they can be run together.
 pub(crate) type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Runs `controller` until the process ends, its reconciles counted and
+/// timed as `name` (`rudder_runtime::metrics`).
+pub(crate) fn drive<K, C, F, Fut>(
+    controller: kube::runtime::Controller<K>,
+    name: &'static str,
+    reconcile: F,
+    error_policy: fn(
+        std::sync::Arc<K>,
+        &Error,
+        std::sync::Arc<C>,
+    ) -> kube::runtime::controller::Action,
+    context: std::sync::Arc<C>,
+) -> Run
+where
+    K: rudder_runtime::informers::Kind,
+    C: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<K>, std::sync::Arc<C>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>
+        + Send
+        + 'static,
+{
+    use futures_util::StreamExt;
+    Box::pin(
+        controller
+            .run(
+                rudder_runtime::metrics::metered(name, reconcile),
+                error_policy,
+                context,
+            )
+            .for_each(|_| std::future::ready(())),
+    )
+}
+
 /// What a controller's reconciler shares: its API client, the recorder of
 /// its events, the informers' stores it reads (`S`) and its expectations.
 pub(crate) struct Context<S = ()> {

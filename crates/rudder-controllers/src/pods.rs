@@ -128,3 +128,77 @@ pub(crate) fn pending(
         |name| get(name).is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
     )
 }
+
+/// Deletes the pod `name` of `listed`, its uid a precondition (a pod made
+/// again under the name is left alone); whether it was deleted now
+/// (`false`: it was gone already).
+pub(crate) async fn delete(
+    api: &kube::Api<Pod>,
+    listed: &[Pod],
+    name: &str,
+) -> Result<bool, crate::Error> {
+    let uid = listed
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+        .and_then(|p| p.metadata.uid.clone());
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates `made` in batches of 1, 2, 4, … (kube's slow start: a template
+/// that cannot run fails once, not five hundred times), each expected for
+/// `owner` and told as kube tells it (`SuccessfulCreate` "Created pod:
+/// X", `FailedCreate` "Error creating: …"); stops at the first failure.
+pub(crate) async fn create_slow_start<S>(
+    cx: &crate::Context<S>,
+    api: &kube::Api<Pod>,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    owner: &str,
+    made: Vec<Pod>,
+) -> Result<(), crate::Error> {
+    use kube::ResourceExt;
+    use rudder_runtime::events::Kind;
+    let params = kube::api::PostParams::default();
+    let mut left = made.as_slice();
+    let mut batch = 1;
+    while !left.is_empty() {
+        let (now, rest) = left.split_at(batch.min(left.len()));
+        let results =
+            futures_util::future::join_all(now.iter().map(|p| api.create(&params, p))).await;
+        for result in results {
+            match result {
+                Ok(created) => {
+                    cx.expectations.created(owner, &created.name_any());
+                    cx.recorder.record_object(
+                        reference,
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", created.name_any()),
+                    );
+                }
+                Err(e) => {
+                    cx.recorder.record_object(
+                        reference,
+                        Kind::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
+        left = rest;
+        batch *= 2;
+    }
+    Ok(())
+}

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, Patch, PatchParams};
@@ -31,14 +30,12 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
                 owners_of(&pod, &rcs)
             });
     let context = Context::new(informers, recorder, pods);
-    Box::pin(
-        controller
-            .run(
-                rudder_runtime::metrics::metered("replicationcontroller", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
+    crate::drive(
+        controller,
+        "replicationcontroller",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 

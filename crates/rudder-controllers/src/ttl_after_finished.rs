@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
@@ -17,14 +16,12 @@ use crate::{Context, Error};
 /// The controller, reading Jobs from the shared informers.
 pub fn controller(informers: &Informers, recorder: rudder_runtime::events::Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, ());
-    Box::pin(
-        Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
-            .run(
-                rudder_runtime::metrics::metered("ttl-after-finished", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
+    crate::drive(
+        Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>()),
+        "ttl-after-finished",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 

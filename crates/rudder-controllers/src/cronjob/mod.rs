@@ -13,7 +13,6 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
@@ -29,18 +28,16 @@ use crate::{Context, Error};
 /// The controller, reading CronJobs and Jobs from the shared informers.
 pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, informers.store::<Job>());
-    Box::pin(
+    crate::drive(
         Controller::for_stream(
             informers.subscribe::<CronJob>(),
             informers.store::<CronJob>(),
         )
-        .owns_stream(informers.subscribe::<Job>())
-        .run(
-            rudder_runtime::metrics::metered("cronjob", reconcile),
-            error_policy,
-            context,
-        )
-        .for_each(|_| std::future::ready(())),
+        .owns_stream(informers.subscribe::<Job>()),
+        "cronjob",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 

@@ -17,10 +17,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -29,7 +28,7 @@ use rudder_runtime::events::{Kind, Recorder};
 use rudder_runtime::informers::Informers;
 use serde_json::{Value, json};
 
-use plan::{GENERATION_ANNOTATION, GENERATION_LABEL, HASH_LABEL};
+use plan::{GENERATION_LABEL, HASH_LABEL};
 
 use crate::{Context, Error, history};
 
@@ -50,15 +49,7 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
                 .map(|ds| ObjectRef::from_obj(ds.as_ref()))
                 .collect::<Vec<_>>()
         });
-    Box::pin(
-        controller
-            .run(
-                rudder_runtime::metrics::metered("daemonset", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
-    )
+    crate::drive(controller, "daemonset", reconcile, error_policy, context)
 }
 
 /// The stores a DaemonSet reconcile reads: pods and Nodes.
@@ -131,77 +122,27 @@ async fn reconcile(ds: Arc<DaemonSet>, cx: Arc<Context<Stores>>) -> Result<Actio
             .record_object(&ds_ref, *kind, reason, message.clone());
     }
     let deletes = plan.delete.iter().map(|pod| {
-        let pod_uid = mine
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(pod))
-            .and_then(|p| p.metadata.uid.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod_uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let pods = pods.clone();
-        async move { (pod, pods.delete(pod, &params).await) }
+        let (pods, mine) = (&pods, &mine);
+        async move { (pod, crate::pods::delete(pods, mine, pod).await) }
     });
     for (pod, result) in futures_util::future::join_all(deletes).await {
-        match result {
-            Ok(_) => {
-                cx.expectations.deleted(&uid, pod);
-                cx.recorder.record_object(
-                    &ds_ref,
-                    Kind::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod}"),
-                );
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if result? {
+            cx.expectations.deleted(&uid, pod);
+            cx.recorder.record_object(
+                &ds_ref,
+                Kind::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {pod}"),
+            );
         }
     }
-    let generation = ds
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(GENERATION_ANNOTATION))
-        .cloned();
-    let params = PostParams::default();
-    let mut left = plan.create.as_slice();
-    let mut batch = 1;
-    while !left.is_empty() {
-        let (now, rest) = left.split_at(batch.min(left.len()));
-        let made: Vec<Pod> = now
-            .iter()
-            .map(|node| pod_for(&ds, &template, node, &hash, generation.as_deref()))
-            .collect::<Result<_, _>>()?;
-        let results =
-            futures_util::future::join_all(made.iter().map(|p| pods.create(&params, p))).await;
-        for result in results {
-            match result {
-                Ok(created) => {
-                    cx.expectations.created(&uid, &created.name_any());
-                    cx.recorder.record_object(
-                        &ds_ref,
-                        Kind::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    );
-                }
-                Err(e) => {
-                    cx.recorder.record_object(
-                        &ds_ref,
-                        Kind::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {e}"),
-                    );
-                    return Err(e.into());
-                }
-            }
-        }
-        left = rest;
-        batch *= 2;
-    }
+    let generation = plan::template_generation(&ds);
+    let made: Vec<Pod> = plan
+        .create
+        .iter()
+        .map(|node| pod_for(&ds, &template, node, &hash, generation.as_deref()))
+        .collect::<Result<_, _>>()?;
+    crate::pods::create_slow_start(&cx, &pods, &ds_ref, &uid, made).await?;
     if ds.status.as_ref() != Some(&plan.status) {
         let sets: Api<DaemonSet> = Api::namespaced(cx.client.clone(), &ns);
         let mut status = serde_json::to_value(&plan.status).unwrap_or_default();

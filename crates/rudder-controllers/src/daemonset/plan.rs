@@ -127,6 +127,15 @@ pub fn target_node(pod: &Pod) -> Option<String> {
     })
 }
 
+/// The template generation the API server keeps on the DaemonSet.
+pub fn template_generation(ds: &DaemonSet) -> Option<String> {
+    ds.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .cloned()
+}
+
 /// The decisions for `ds`, whose current revision has `hash`, given the
 /// cluster's nodes and the pods it controls, at `now`.
 pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: i64) -> Plan {
@@ -135,12 +144,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], hash: &str, now: i64) 
     let template = spec.template.spec.as_ref();
     let tolerations = tolerations(template);
     let min_ready = i64::from(spec.min_ready_seconds.unwrap_or(0));
-    let generation = ds
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(GENERATION_ANNOTATION))
-        .cloned();
+    let generation = template_generation(ds);
     let updated = |p: &Pod| {
         let labels = p.metadata.labels.as_ref();
         labels.and_then(|l| l.get(HASH_LABEL)).map(String::as_str) == Some(hash)

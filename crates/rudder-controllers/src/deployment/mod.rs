@@ -12,7 +12,6 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -30,18 +29,16 @@ use crate::{Context, Error};
 /// informers.
 pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, informers.store::<ReplicaSet>());
-    Box::pin(
+    crate::drive(
         Controller::for_stream(
             informers.subscribe::<Deployment>(),
             informers.store::<Deployment>(),
         )
-        .owns_stream(informers.subscribe::<ReplicaSet>())
-        .run(
-            rudder_runtime::metrics::metered("deployment", reconcile),
-            error_policy,
-            context,
-        )
-        .for_each(|_| std::future::ready(())),
+        .owns_stream(informers.subscribe::<ReplicaSet>()),
+        "deployment",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 

@@ -16,10 +16,9 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -34,15 +33,13 @@ use crate::{Context, Error};
 /// The controller, reading Jobs and pods from the shared informers.
 pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, informers.store::<Pod>());
-    Box::pin(
+    crate::drive(
         Controller::for_stream(informers.subscribe::<Job>(), informers.store::<Job>())
-            .owns_stream(informers.subscribe::<Pod>())
-            .run(
-                rudder_runtime::metrics::metered("job", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
+            .owns_stream(informers.subscribe::<Pod>()),
+        "job",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 
@@ -112,29 +109,14 @@ async fn reconcile(job: Arc<Job>, cx: Arc<Context<Store<Pod>>>) -> Result<Action
                 Err(e) => return Err(e.into()),
             }
         }
-        let pod_uid = mine
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(pod))
-            .and_then(|p| p.metadata.uid.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod_uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match pods.delete(pod, &params).await {
-            Ok(_) => {
-                cx.expectations.deleted(&uid, pod);
-                cx.recorder.record_object(
-                    &job_ref,
-                    Kind::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod}"),
-                );
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if crate::pods::delete(&pods, &mine, pod).await? {
+            cx.expectations.deleted(&uid, pod);
+            cx.recorder.record_object(
+                &job_ref,
+                Kind::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {pod}"),
+            );
         }
     }
     if !plan.create.is_empty() {
@@ -146,7 +128,7 @@ async fn reconcile(job: Arc<Job>, cx: Arc<Context<Store<Pod>>>) -> Result<Action
     })
 }
 
-/// Creates the pods, in batches of 1, 2, 4, … (kube's slow start).
+/// Creates the pods (an index each for an Indexed Job), slowly started.
 async fn create(
     cx: &Context<Store<Pod>>,
     job: &Job,
@@ -154,44 +136,12 @@ async fn create(
     mine: &[Pod],
     wanted: &[Option<i32>],
 ) -> Result<(), Error> {
-    let params = PostParams::default();
-    let mut left = wanted;
-    let mut batch = 1;
-    while !left.is_empty() {
-        let (now, rest) = left.split_at(batch.min(left.len()));
-        let made: Vec<Pod> = now
-            .iter()
-            .map(|i| pod_for(job, *i, i.map_or(0, |i| plan::failures_of_index(mine, i))))
-            .collect::<Result<_, _>>()?;
-        let results =
-            futures_util::future::join_all(made.iter().map(|p| pods.create(&params, p))).await;
-        for result in results {
-            match result {
-                Ok(created) => {
-                    let uid = job.metadata.uid.as_deref().unwrap_or_default();
-                    cx.expectations.created(uid, &created.name_any());
-                    cx.recorder.record_object(
-                        &job.object_ref(&()),
-                        Kind::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    );
-                }
-                Err(e) => {
-                    cx.recorder.record_object(
-                        &job.object_ref(&()),
-                        Kind::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {e}"),
-                    );
-                    return Err(e.into());
-                }
-            }
-        }
-        left = rest;
-        batch *= 2;
-    }
-    Ok(())
+    let made: Vec<Pod> = wanted
+        .iter()
+        .map(|i| pod_for(job, *i, i.map_or(0, |i| plan::failures_of_index(mine, i))))
+        .collect::<Result<_, _>>()?;
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    crate::pods::create_slow_start(cx, pods, &job.object_ref(&()), uid, made).await
 }
 
 /// A pod of `job`, from its template: owned by it, tracked by its

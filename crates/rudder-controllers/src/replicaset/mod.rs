@@ -15,10 +15,9 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -38,15 +37,7 @@ pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
             owners_of(&pod, &sets)
         });
     let context = Context::new(informers, recorder, pods);
-    Box::pin(
-        controller
-            .run(
-                rudder_runtime::metrics::metered("replicaset", reconcile),
-                error_policy,
-                context,
-            )
-            .for_each(|_| std::future::ready(())),
-    )
+    crate::drive(controller, "replicaset", reconcile, error_policy, context)
 }
 
 /// The ReplicaSets a pod's change concerns: its controller, or for an
@@ -163,29 +154,14 @@ pub(crate) async fn sync(
         .await?;
     }
     for pod in &plan.delete {
-        let pod_uid = listed
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(pod))
-            .and_then(|p| p.metadata.uid.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod_uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match pods.delete(pod, &params).await {
-            Ok(_) => {
-                cx.expectations.deleted(&uid, pod);
-                cx.recorder.record_object(
-                    &owner.reference,
-                    Kind::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod}"),
-                );
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if crate::pods::delete(&pods, &listed, pod).await? {
+            cx.expectations.deleted(&uid, pod);
+            cx.recorder.record_object(
+                &owner.reference,
+                Kind::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {pod}"),
+            );
         }
     }
     Ok(plan)
@@ -211,30 +187,8 @@ async fn create(
     pod["metadata"]["generateName"] = format!("{}-", rs.name_any()).into();
     pod["metadata"]["ownerReferences"] = json!([owner]);
     let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
-    let params = PostParams::default();
-    let mut left = count;
-    let mut batch = 1;
-    while left > 0 {
-        let n = batch.min(left);
-        let results =
-            futures_util::future::join_all((0..n).map(|_| pods.create(&params, &pod))).await;
-        for result in results {
-            let created = result?;
-            cx.expectations.created(
-                rs.metadata.uid.as_deref().unwrap_or_default(),
-                &created.name_any(),
-            );
-            cx.recorder.record_object(
-                reference,
-                Kind::Normal,
-                "SuccessfulCreate",
-                format!("Created pod: {}", created.name_any()),
-            );
-        }
-        left -= n;
-        batch *= 2;
-    }
-    Ok(())
+    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+    crate::pods::create_slow_start(cx, pods, reference, uid, vec![pod; count]).await
 }
 
 /// Makes `owner` the pod's controller (adoption), or removes its

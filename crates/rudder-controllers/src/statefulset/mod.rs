@@ -16,10 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -39,18 +38,16 @@ const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 /// informers.
 pub fn controller(informers: &Informers, recorder: Recorder) -> crate::Run {
     let context = Context::new(informers, recorder, informers.store::<Pod>());
-    Box::pin(
+    crate::drive(
         Controller::for_stream(
             informers.subscribe::<StatefulSet>(),
             informers.store::<StatefulSet>(),
         )
-        .owns_stream(informers.subscribe::<Pod>())
-        .run(
-            rudder_runtime::metrics::metered("statefulset", reconcile),
-            error_policy,
-            context,
-        )
-        .for_each(|_| std::future::ready(())),
+        .owns_stream(informers.subscribe::<Pod>()),
+        "statefulset",
+        reconcile,
+        error_policy,
+        context,
     )
 }
 
@@ -153,26 +150,13 @@ async fn reconcile(set: Arc<StatefulSet>, cx: Arc<Context<Store<Pod>>>) -> Resul
         }
     }
     for pod in &plan.delete {
-        let pod_uid = mine
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(pod))
-            .and_then(|p| p.metadata.uid.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod_uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match pods.delete(pod, &params).await {
-            Ok(_) => cx.recorder.record_object(
+        if crate::pods::delete(&pods, &mine, pod).await? {
+            cx.recorder.record_object(
                 &set_ref,
                 Kind::Normal,
                 "SuccessfulDelete",
                 format!("delete Pod {pod} in StatefulSet {name} successful"),
-            ),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            );
         }
     }
     let made = plan.create.iter().map(|(o, from)| {
