@@ -21,8 +21,9 @@ TEST_PACKAGES=(etcd-server openssl busybox-static docker-registry apache2-utils 
     iproute2 procps python3 python3-venv mmdebstrap)
 # What a node runs: containerd (with ctr), runc, the CNI plugins (bridge,
 # host-local, portmap, loopback), iptables (the CNI plugins' masquerading
-# and host ports), nftables, setpriv (util-linux) and kill (procps).
-RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables util-linux procps)
+# and host ports), nftables, setpriv (util-linux) and kill (procps); the
+# server reads CronJobs' time zones from tzdata's /usr/share/zoneinfo.
+RUNTIME_PACKAGES=(containerd runc containernetworking-plugins iptables nftables util-linux procps tzdata)
 
 # Not installed by any script: what the README asks of a machine (Rust by
 # rustup) and of its users (the real kubectl, 1.27 to 1.33 for the tests).
