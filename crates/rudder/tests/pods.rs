@@ -1337,3 +1337,108 @@ spec:
     c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
     c.stop_and_check_node();
 }
+
+/// The workload controllers on the real one-node cluster, with real
+/// containers and the oldest and newest kubectl: a Deployment rolls out,
+/// scales, rolls a change out and back; a Job runs to completion; a
+/// DaemonSet covers the node.
+#[test]
+fn workloads_run_in_real_containers_with_old_and_new_kubectl() {
+    let dir = common::node_dir();
+    let c = Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    c.ok(
+        27,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=local/busybox:v1",
+            "--replicas=2",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    // Pods that stop at once (`sleep` as PID 1 ignores SIGTERM).
+    c.ok(
+        33,
+        &[
+            "patch",
+            "deployment/web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":0}}}}"#,
+        ],
+    );
+    c.rollout_status(27, "deployment/web");
+    c.ok(33, &["scale", "deployment/web", "--replicas=3"]);
+    c.rollout_status(33, "deployment/web");
+    c.ok(27, &["set", "env", "deployment/web", "STAGE=two"]);
+    c.rollout_status(27, "deployment/web");
+    c.ok(33, &["rollout", "undo", "deployment/web"]);
+    c.rollout_status(33, "deployment/web");
+    let env = c.ok(
+        33,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env}",
+        ],
+    );
+    assert_eq!(env, "", "undone: {env}");
+    let ready = c.ok(
+        33,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+    );
+    assert_eq!(ready, "3");
+
+    c.ok(
+        33,
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=local/busybox:v1",
+            "--",
+            "sh",
+            "-c",
+            "echo done",
+        ],
+    );
+    c.ok(
+        27,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/once",
+            "--timeout=90s",
+        ],
+    );
+    let log = c.ok(33, &["logs", "job/once"]);
+    assert_eq!(log.trim(), "done");
+
+    c.apply(
+        33,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: c, image: local/busybox:v1, command: [sleep, '3600']}]\n",
+    );
+    c.rollout_status(27, "ds/agent");
+    let node = c.ok(
+        33,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+    );
+    assert_eq!(node, "node-1");
+}
