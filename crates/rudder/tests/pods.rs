@@ -1345,7 +1345,8 @@ spec:
 #[test]
 fn workloads_run_in_real_containers_with_old_and_new_kubectl() {
     let dir = common::node_dir();
-    let c = Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
+    let mut c =
+        Cluster::start_with_agent_in(dir, &["--node-name", "node-1", "--node-ip", "127.0.0.1"]);
     c.ok(
         27,
         &[
@@ -1441,4 +1442,19 @@ fn workloads_run_in_real_containers_with_old_and_new_kubectl() {
         ],
     );
     assert_eq!(node, "node-1");
+
+    // The workloads and their pods go first (the controllers would make
+    // deleted pods again), then the node is checked clean.
+    c.ok(
+        33,
+        &[
+            "delete",
+            "deployment,daemonset,job",
+            "--all",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ],
+    );
+    c.ok(33, &["delete", "pods", "--all", "--timeout=60s"]);
+    c.stop_and_check_node();
 }
